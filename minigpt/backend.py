@@ -1,0 +1,95 @@
+"""Array backends: NumPy (default, CPU) or CuPy (GPU).
+
+This is the only module that imports CuPy, and it does so lazily: a CPU-only user never
+needs CuPy installed. Every op body asks `xp = get_array_module(x)` and then writes
+`xp.exp(...)`, `xp.matmul(...)`, so one source serves both libraries.
+
+Choose the backend for *new* parameters and tensors with `minigpt.set_backend("cupy")` or the
+environment variable `MINIGPT_BACKEND=cupy`; move existing ones with `model.to("cuda")` or
+`tensor.to("cpu")`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+_BACKEND = "numpy"
+
+
+class BackendError(RuntimeError):
+    """CuPy or a GPU was asked for but is not usable here."""
+
+
+def _cupy_module():
+    """Import CuPy and check that a GPU is usable; one clear error otherwise."""
+    try:
+        import cupy  # noqa: F401  (the only CuPy import in minigpt)
+    except ImportError as e:
+        raise BackendError(
+            "the CuPy backend needs the package 'cupy' (pip install 'minigpt[gpu]' or a "
+            f"cupy-cudaXXx wheel matching your CUDA): {e}") from None
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDA driver missing, or no device
+        raise BackendError(f"CuPy is installed but no usable NVIDIA GPU was found: {e}") from None
+    if n == 0:
+        raise BackendError("CuPy is installed but no NVIDIA GPU was found")
+    return cupy
+
+
+def get_array_module(*arrays):
+    """numpy or cupy, whichever owns the given arrays (numpy when none is a CuPy array)."""
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        for a in arrays:
+            if isinstance(a, cupy.ndarray):
+                return cupy
+    return np
+
+
+def is_cupy_array(a) -> bool:
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(a, cupy.ndarray)
+
+
+def set_backend(name: str) -> None:
+    """Select the array library for new parameters: "numpy" (CPU) or "cupy" (GPU)."""
+    global _BACKEND
+    if name not in ("numpy", "cupy"):
+        raise ValueError(f"unknown backend {name!r}: expected 'numpy' or 'cupy'")
+    if name == "cupy":
+        _cupy_module()
+    _BACKEND = name
+
+
+def get_backend() -> str:
+    return _BACKEND
+
+
+def xp_default():
+    """The array module new tensors are created with."""
+    return _cupy_module() if _BACKEND == "cupy" else np
+
+
+def device_of(a) -> str:
+    return "cuda" if is_cupy_array(a) else "cpu"
+
+
+def to_device(a, device: str):
+    """Copy an array to "cpu" (NumPy) or "cuda" (CuPy); a no-op when it is already there."""
+    if device in ("cpu", "numpy"):
+        return a.get() if is_cupy_array(a) else a
+    if device in ("cuda", "gpu", "cupy"):
+        cupy = _cupy_module()
+        return a if isinstance(a, cupy.ndarray) else cupy.asarray(a)
+    raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+
+
+def to_numpy(a) -> np.ndarray:
+    return to_device(a, "cpu")
+
+
+if os.environ.get("MINIGPT_BACKEND"):
+    set_backend(os.environ["MINIGPT_BACKEND"].strip().lower())

@@ -1,0 +1,385 @@
+"""GPT-1's layer ops, each one `Function` with a hand-derived backward.  `import minigpt.functional as F`.
+
+Conventions: B batch, T time (sequence), C channels (n_embd), V vocabulary, nh heads,
+hs head size. Every op keeps its input dtype (float32 stays float32: scalars are Python
+floats or cast to the array's dtype, never NumPy float64 scalars, which NumPy 2 would promote).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .autograd import Function, Tensor, check_float
+from .backend import get_array_module
+
+__all__ = ["embedding", "linear", "layer_norm", "gelu", "softmax", "log_softmax", "attention",
+           "dropout", "cross_entropy", "attention_mask"]
+
+
+def _data(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _sum_rows(x2d):
+    """Column sums of a (N, C) array as a matmul with a ones vector (several times faster
+    than x.sum(0) in NumPy, since it runs on BLAS)."""
+    xp = get_array_module(x2d)
+    return xp.ones(x2d.shape[0], dtype=x2d.dtype) @ x2d  # (N,) @ (N, C) -> (C,)
+
+
+# ---- embedding ---------------------------------------------------------------------------
+
+class Embedding(Function):
+    """y[b, t] = W[idx[b, t]].   idx int (B, T), W (V, C) -> y (B, T, C).
+
+    dW[v] = sum of g[b, t] over every (b, t) with idx[b, t] == v  (scatter-add: a repeated id
+    collects all of its gradients).  No gradient for idx.
+    """
+
+    def forward(self, weight, idx=None):
+        self.idx, self.weight_shape = idx, weight.shape
+        return weight[idx]  # (B, T, C)
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        dW = xp.zeros(self.weight_shape, dtype=g.dtype)  # (V, C)
+        xp.add.at(dW, self.idx.reshape(-1), g.reshape(-1, self.weight_shape[1]))
+        return (dW,)
+
+
+def embedding(idx, weight: Tensor) -> Tensor:
+    """Look up rows of `weight` (V, C) for integer ids `idx` (any shape) -> idx.shape + (C,)."""
+    xp = get_array_module(_data(weight))
+    idx = xp.asarray(_data(idx))  # ids live where the weight lives
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding ids must be integers, got dtype {idx.dtype}")
+    V = weight.shape[0]
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= V:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"embedding id {bad} is outside the vocabulary [0, {V})")
+    return Embedding.apply(weight, idx=idx)
+
+
+# ---- linear ----------------------------------------------------------------------------------
+
+class Linear(Function):
+    """y = x @ W + b.   x (..., in), W (in, out) as GPT-1/HF Conv1D store it, b (out,).
+
+    dx = g @ W^T,  dW = x^T @ g (over all rows),  db = sum of g over all rows.
+    """
+
+    def forward(self, x, weight, bias=None):
+        if x.shape[-1] != weight.shape[0]:
+            raise ValueError(f"linear: input shape {x.shape} does not match weight shape "
+                             f"{weight.shape} (weight is (in, out))")
+        self.save(x, weight)
+        y = x @ weight  # (..., in) @ (in, out) -> (..., out)
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(self, g):
+        x, weight = self.saved
+        g2 = g.reshape(-1, g.shape[-1])  # (N, out)
+        dx = g @ weight.T if self.needs_input_grad[0] else None  # (..., in)
+        dW = x.reshape(-1, x.shape[-1]).T @ g2 if self.needs_input_grad[1] else None  # (in, out)
+        if len(self.needs_input_grad) == 3:
+            return dx, dW, _sum_rows(g2)
+        return dx, dW
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    if bias is not None and bias.shape != (weight.shape[1],):
+        raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
+    return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
+
+
+# ---- layer norm ------------------------------------------------------------------------------
+
+class LayerNorm(Function):
+    """y = (x - mean) * rstd * w + b over the last axis, rstd = 1/sqrt(var + eps), biased var.
+
+    With xhat = (x - mean) * rstd and gh = g * w:
+      dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)),
+      dw = sum over rows of g * xhat,   db = sum over rows of g.
+    Shapes: x (..., C), w (C,), b (C,).
+    """
+
+    def forward(self, x, weight, bias, eps=1e-5):
+        xp = get_array_module(x)
+        if weight.shape != (x.shape[-1],) or bias.shape != (x.shape[-1],):
+            raise ValueError(f"layer_norm: input shape {x.shape} does not match weight "
+                             f"{weight.shape} / bias {bias.shape}")
+        mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+        xc = x - mean
+        var = (xc * xc).mean(axis=-1, keepdims=True)  # biased variance, as GPT-1
+        rstd = 1.0 / xp.sqrt(var + x.dtype.type(eps))  # (..., 1)
+        xhat = xc * rstd
+        self.save(xhat, rstd, weight)
+        return xhat * weight + bias
+
+    def backward(self, g):
+        xhat, rstd, weight = self.saved
+        C = xhat.shape[-1]
+        gh = g * weight
+        mean_gh = gh.mean(axis=-1, keepdims=True)
+        mean_ghx = (gh * xhat).mean(axis=-1, keepdims=True)
+        dx = rstd * (gh - mean_gh - xhat * mean_ghx)
+        g2 = g.reshape(-1, C)
+        dw = _sum_rows((g * xhat).reshape(-1, C))
+        db = _sum_rows(g2)
+        return dx, dw, db
+
+
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+    return LayerNorm.apply(x, weight, bias, eps=eps)
+
+
+# ---- GELU ------------------------------------------------------------------------------------
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+class GELU(Function):
+    """y = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-1's tanh form).
+
+    dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2),   t = tanh(u).
+    x^3 is written x*x*x: `x**3` on float32 goes through powf and is many times slower.
+    """
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        c = x.dtype.type(_SQRT_2_OVER_PI)
+        t = xp.tanh(c * (x + x.dtype.type(0.044715) * (x * x * x)))
+        self.save(x, t)
+        return 0.5 * x * (1.0 + t)
+
+    def backward(self, g):
+        x, t = self.saved
+        c = x.dtype.type(_SQRT_2_OVER_PI)
+        du = c * (1.0 + x.dtype.type(3 * 0.044715) * (x * x))
+        return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du),)
+
+
+def gelu(x: Tensor) -> Tensor:
+    return GELU.apply(x)
+
+
+# ---- softmax ---------------------------------------------------------------------------------
+
+class Softmax(Function):
+    """y = exp(x - max) / sum(exp(x - max)) along `axis`.   dx = y * (g - sum(g * y)).
+
+    Subtracting the row max changes nothing mathematically and keeps exp() from overflowing.
+    """
+
+    def forward(self, x, axis=-1):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        y = e / e.sum(axis=axis, keepdims=True)
+        self.axis = axis
+        self.save(y)
+        return y
+
+    def backward(self, g):
+        (y,) = self.saved
+        return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return Softmax.apply(x, axis=axis)
+
+
+def _logsumexp(x, axis):
+    xp = get_array_module(x)
+    m = x.max(axis=axis, keepdims=True)
+    return m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x) along `axis`.   dx = g - softmax(x) * sum(g)."""
+
+    def forward(self, x, axis=-1):
+        y = x - _logsumexp(x, axis)
+        self.axis = axis
+        self.save(y)
+        return y
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        (y,) = self.saved
+        return (g - xp.exp(y) * g.sum(axis=self.axis, keepdims=True),)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return LogSoftmax.apply(x, axis=axis)
+
+
+# ---- attention -------------------------------------------------------------------------------
+
+def attention_mask(Tq: int, Tk: int, causal: bool, padding_mask=None, xp=np):
+    """Boolean mask of the keys each query may see: (Tq, Tk) or (B, 1, Tq, Tk); True = visible.
+
+    Causal: query i sits at absolute position i + (Tk - Tq) (so cached decoding, Tq < Tk, works)
+    and sees keys j <= that position. padding_mask (B, Tk): 1/True = real token, 0 = padding,
+    never attended to.
+    """
+    mask = None
+    if causal:
+        offset = Tk - Tq
+        mask = xp.arange(Tk)[None, :] <= (xp.arange(Tq)[:, None] + offset)  # (Tq, Tk)
+    if padding_mask is not None:
+        keys = padding_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, Tk)
+        mask = keys if mask is None else (mask[None, None] & keys)  # (B, 1, Tq, Tk)
+    return mask
+
+
+class Attention(Function):
+    """Masked scaled dot-product attention, one op with a hand-derived backward.
+
+      S = (q * scale) @ k^T     (B, nh, Tq, hs) @ (B, nh, hs, Tk) -> (B, nh, Tq, Tk)
+      P = softmax(S) over keys, masked keys get probability 0
+      O = P @ v                 (B, nh, Tq, Tk) @ (B, nh, Tk, hs) -> (B, nh, Tq, hs)
+
+    Backward, with g = dO:
+      dv = P^T @ g,   dP = g @ v^T,   dS = P * (dP - rowsum(dP * P)),
+      dq = scale * dS @ k,   dk = scale * dS^T @ q.
+    A query row that sees no key at all (every key padded) outputs zeros.
+    """
+
+    def forward(self, q, k, v, mask=None):
+        xp = get_array_module(q)
+        hs = q.shape[-1]
+        scale = q.dtype.type(1.0 / math.sqrt(hs))
+        qs = q * scale  # fold the scale into q: (B, nh, Tq, hs) is smaller than the scores
+        S = qs @ k.swapaxes(-1, -2)  # (B, nh, Tq, Tk)
+        if mask is not None:
+            S = xp.where(mask, S, S.dtype.type(-np.inf))
+        m = S.max(axis=-1, keepdims=True)  # (B, nh, Tq, 1)
+        m = xp.where(xp.isfinite(m), m, m.dtype.type(0))  # fully masked rows
+        P = xp.exp(S - m, out=S)
+        den = P.sum(axis=-1, keepdims=True)
+        P /= xp.where(den > 0, den, den.dtype.type(1))
+        self.save(qs, k, v, P)
+        self.scale = scale
+        return P @ v  # (B, nh, Tq, hs)
+
+    def backward(self, g):
+        qs, k, v, P = self.saved
+        dv = P.swapaxes(-1, -2) @ g  # (B, nh, Tk, Tq) @ (B, nh, Tq, hs) -> (B, nh, Tk, hs)
+        dP = g @ v.swapaxes(-1, -2)  # (B, nh, Tq, hs) @ (B, nh, hs, Tk) -> (B, nh, Tq, Tk)
+        dS = P * (dP - (dP * P).sum(axis=-1, keepdims=True))
+        dq = (dS @ k) * self.scale  # (B, nh, Tq, hs)
+        dk = dS.swapaxes(-1, -2) @ qs  # (B, nh, Tk, hs); qs already carries the scale
+        return dq, dk, dv
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, padding_mask=None) -> Tensor:
+    """Attention over heads. q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (B, nh, Tq, hs).
+
+    padding_mask: optional (B, Tk) of 1/True for real tokens, 0/False for padding (keys).
+    """
+    if k.shape != v.shape or q.ndim != 4 or k.ndim != 4 or q.shape[:2] != k.shape[:2] \
+            or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not fit "
+                         "(B, nh, Tq, hs), (B, nh, Tk, hs), (B, nh, Tk, hs)")
+    B, _, Tq, _ = q.shape
+    Tk = k.shape[2]
+    if causal and Tq > Tk:
+        raise ValueError(f"attention: causal attention needs Tq <= Tk, got {Tq} > {Tk}")
+    xp = get_array_module(_data(q))
+    if padding_mask is not None:
+        padding_mask = xp.asarray(_data(padding_mask))
+        if padding_mask.shape != (B, Tk):
+            raise ValueError(f"attention: padding_mask shape {padding_mask.shape} should be "
+                             f"(B, Tk) = {(B, Tk)}")
+    mask = attention_mask(Tq, Tk, causal, padding_mask, xp)
+    return Attention.apply(q, k, v, mask=mask)
+
+
+# ---- dropout ---------------------------------------------------------------------------------
+
+class Dropout(Function):
+    """Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p).   dx = g * m / (1 - p)."""
+
+    def forward(self, x, p=0.1, rng=None):
+        xp = get_array_module(x)
+        keep = xp.asarray(rng.random(x.shape, dtype=x.dtype)) >= x.dtype.type(p)
+        mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+        self.save(mask)
+        return x * mask
+
+    def backward(self, g):
+        (mask,) = self.saved
+        return (g * mask,)
+
+
+def dropout(x: Tensor, p: float, training: bool, rng=None) -> Tensor:
+    """Zero each element with probability p while training (scaling the rest by 1/(1-p)).
+
+    rng: a `numpy.random.Generator` (or CuPy's) so runs are reproducible; defaults to minigpt's
+    global generator (`minigpt.manual_seed`).
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    if rng is None:
+        from .random import get_rng
+        rng = get_rng(get_array_module(_data(x)))
+    return Dropout.apply(x, p=p, rng=rng)
+
+
+# ---- cross-entropy ---------------------------------------------------------------------------
+
+class CrossEntropy(Function):
+    """loss = mean over kept rows n of (logsumexp(z_n) - z_n[y_n]);  rows with y = ignore skipped.
+
+    dz_n = g * (softmax(z_n) - onehot(y_n)) / N_kept for kept rows, 0 for ignored ones.
+    Shapes: logits (N, V), targets int (N,). With no kept row the loss is 0 (no gradient).
+    """
+
+    def forward(self, logits, targets=None, ignore_index=-100):
+        xp = get_array_module(logits)
+        keep = targets != ignore_index  # (N,)
+        n_kept = int(keep.sum())
+        safe = xp.where(keep, targets, 0)
+        lse = _logsumexp(logits, axis=-1)[:, 0]  # (N,)
+        picked = xp.take_along_axis(logits, safe[:, None], axis=-1)[:, 0]  # (N,)
+        self.save(logits, lse, safe, keep)
+        self.n_kept = n_kept
+        losses = (lse - picked) * keep
+        return losses.sum() / logits.dtype.type(max(n_kept, 1))
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        logits, lse, safe, keep = self.saved
+        if self.n_kept == 0:
+            return (xp.zeros_like(logits),)
+        dz = xp.exp(logits - lse[:, None])  # softmax, (N, V)
+        dz[xp.arange(dz.shape[0]), safe] -= 1.0
+        dz *= (keep.astype(dz.dtype) * (g / logits.dtype.type(self.n_kept)))[:, None]
+        return (dz,)
+
+
+def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+    """Mean cross-entropy of logits (..., V) against integer targets (...)."""
+    targets = _data(targets)
+    xp = get_array_module(_data(logits))
+    targets = xp.asarray(targets)
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy targets must be integers, got dtype {targets.dtype}")
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"cross_entropy: logits shape {logits.shape} does not match targets "
+                         f"shape {targets.shape} (expected logits = targets.shape + (V,))")
+    V = logits.shape[-1]
+    flat_t = targets.reshape(-1)
+    bad = (flat_t != ignore_index) & ((flat_t < 0) | (flat_t >= V))
+    if bool(bad.any()):
+        raise ValueError(f"cross_entropy target {int(flat_t[bad][0])} is outside [0, {V}) "
+                         f"and is not ignore_index={ignore_index}")
+    flat = logits.reshape(-1, V) if logits.ndim != 2 else logits
+    return CrossEntropy.apply(flat, targets=flat_t, ignore_index=ignore_index)

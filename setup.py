@@ -1,0 +1,27 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="minigpt",
+    version="0.1.0",
+    description="GPT-1 from scratch in NumPy: hand-written forward and backward passes, "
+    "a CuPy backend and CUDA kernels",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["minigpt", "minigpt.*"]),
+    # the CUDA sources travel inside the package so a non-editable install finds them
+    package_data={"minigpt": ["kernels/*.cu", "kernels/*.cuh"]},
+    include_package_data=True,
+    install_requires=["numpy>=1.24", "tqdm>=4.60"],
+    extras_require={
+        "dev": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7"],
+        "plot": ["matplotlib>=3.7"],
+        "gpu": ["cupy-cuda13x>=13"],
+        "interop": ["transformers>=4.40"],
+    },
+    entry_points={"console_scripts": ["minigpt=minigpt.cli:main"]},
+)
