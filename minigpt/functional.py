@@ -248,9 +248,12 @@ class Attention(Function):
       dv = P^T @ g,   dP = g @ v^T,   dS = P * (dP - rowsum(dP * P)),
       dq = scale * dS @ k,   dk = scale * dS^T @ q.
     A query row that sees no key at all (every key padded) outputs zeros.
+
+    Attention dropout (GPT-1's attn_pdrop) multiplies P by a mask D (0 or 1/(1-p)) before
+    the product with v:  O = (P * D) @ v,  so  dv = (P * D)^T @ g  and  dP = (g @ v^T) * D.
     """
 
-    def forward(self, q, k, v, mask=None):
+    def forward(self, q, k, v, mask=None, dropout_p=0.0, rng=None):
         xp = get_array_module(q)
         hs = q.shape[-1]
         scale = q.dtype.type(1.0 / math.sqrt(hs))
@@ -263,24 +266,33 @@ class Attention(Function):
         P = xp.exp(S - m, out=S)
         den = P.sum(axis=-1, keepdims=True)
         P /= xp.where(den > 0, den, den.dtype.type(1))
-        self.save(qs, k, v, P)
+        D = None
+        if dropout_p > 0.0:
+            keep = xp.asarray(rng.random(P.shape, dtype=P.dtype)) >= P.dtype.type(dropout_p)
+            D = keep.astype(P.dtype) * P.dtype.type(1.0 / (1.0 - dropout_p))
+        self.save(qs, k, v, P, D)
         self.scale = scale
-        return P @ v  # (B, nh, Tq, hs)
+        return (P if D is None else P * D) @ v  # (B, nh, Tq, Tk) @ (B, nh, Tk, hs) -> (B, nh, Tq, hs)
 
     def backward(self, g):
-        qs, k, v, P = self.saved
-        dv = P.swapaxes(-1, -2) @ g  # (B, nh, Tk, Tq) @ (B, nh, Tq, hs) -> (B, nh, Tk, hs)
+        qs, k, v, P, D = self.saved
+        PD = P if D is None else P * D
+        dv = PD.swapaxes(-1, -2) @ g  # (B, nh, Tk, Tq) @ (B, nh, Tq, hs) -> (B, nh, Tk, hs)
         dP = g @ v.swapaxes(-1, -2)  # (B, nh, Tq, hs) @ (B, nh, hs, Tk) -> (B, nh, Tq, Tk)
+        if D is not None:
+            dP *= D
         dS = P * (dP - (dP * P).sum(axis=-1, keepdims=True))
         dq = (dS @ k) * self.scale  # (B, nh, Tq, hs)
         dk = dS.swapaxes(-1, -2) @ qs  # (B, nh, Tk, hs); qs already carries the scale
         return dq, dk, dv
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, padding_mask=None) -> Tensor:
+def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, padding_mask=None,
+              dropout_p: float = 0.0, rng=None) -> Tensor:
     """Attention over heads. q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (B, nh, Tq, hs).
 
     padding_mask: optional (B, Tk) of 1/True for real tokens, 0/False for padding (keys).
+    dropout_p: dropout on the attention probabilities (pass 0 in eval mode); rng as F.dropout.
     """
     if k.shape != v.shape or q.ndim != 4 or k.ndim != 4 or q.shape[:2] != k.shape[:2] \
             or q.shape[-1] != k.shape[-1]:
@@ -297,7 +309,12 @@ def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, padding_mask
             raise ValueError(f"attention: padding_mask shape {padding_mask.shape} should be "
                              f"(B, Tk) = {(B, Tk)}")
     mask = attention_mask(Tq, Tk, causal, padding_mask, xp)
-    return Attention.apply(q, k, v, mask=mask)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"attention dropout probability must be in [0, 1), got {dropout_p}")
+    if dropout_p > 0.0 and rng is None:
+        from .random import get_rng
+        rng = get_rng(xp)
+    return Attention.apply(q, k, v, mask=mask, dropout_p=dropout_p, rng=rng)
 
 
 # ---- dropout ---------------------------------------------------------------------------------
