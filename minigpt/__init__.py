@@ -10,3 +10,8 @@ __version__ = "0.1.0"
 __all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled", "concatenate", "stack",
            "functional", "nn", "gradcheck", "GradcheckError", "manual_seed",
            "set_backend", "get_backend", "get_array_module"]
+
+from .model import GPT, GPTConfig  # noqa: E402
+from . import optim  # noqa: E402
+
+__all__ += ["GPT", "GPTConfig", "optim"]

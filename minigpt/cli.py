@@ -1,0 +1,216 @@
+"""The `minigpt` command line: pretrain, sample, eval, demo (and finetune, predict).
+
+    minigpt demo
+    minigpt pretrain --data shakespeare --preset tiny --steps 2000 --out runs/tiny
+    minigpt sample --ckpt runs/tiny --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8
+    minigpt eval --ckpt runs/tiny
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _add_train_args(p: argparse.ArgumentParser, defaults) -> None:
+    d = defaults
+    p.add_argument("--data", default=d.data, help="'shakespeare' (default) or a UTF-8 text file")
+    p.add_argument("--preset", default=d.preset, help="model size: tiny, small, demo, gpt1")
+    p.add_argument("--tokenizer", default=d.tokenizer, choices=["char", "bpe"])
+    p.add_argument("--bpe-vocab-size", type=int, default=d.bpe_vocab_size)
+    p.add_argument("--steps", type=int, default=None, help=f"optimizer updates (default {d.steps})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--block-size", type=int, default=d.block_size, help="context length (default: preset's)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up updates, then cosine to 0")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
+    p.add_argument("--dropout", type=float, default=d.dropout, help="override the preset's dropout")
+    p.add_argument("--eval-interval", type=int, default=d.eval_interval)
+    p.add_argument("--eval-batches", type=int, default=d.eval_batches)
+    p.add_argument("--ckpt-interval", type=int, default=d.ckpt_interval)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out, help="run directory (checkpoint, metrics, loss.png)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _train_config(args, defaults):
+    from .train import TrainConfig
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values["steps"] = args.steps if args.steps is not None else defaults.steps
+    return TrainConfig(**values)
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"{summary['status']} at step {summary['step']}: train loss "
+          f"{summary['loss']:.4f}" + (f", validation loss {summary['val_loss']:.4f}"
+                                     if summary['val_loss'] is not None else ""))
+    print(f"checkpoint: {summary['ckpt']}")
+    if summary.get("plot"):
+        print(f"loss curve: {summary['plot']}")
+
+
+def cmd_pretrain(args) -> int:
+    from .train import TrainConfig, pretrain
+    cfg = _train_config(args, TrainConfig())
+    if args.resume and args.steps is None:
+        cfg = dataclasses.replace(cfg, steps=-1)  # -1: keep the checkpoint's own --steps
+    summary = pretrain(cfg, resume=args.resume, force=args.force, progress=not args.no_progress)
+    _print_summary(summary)
+    return 130 if summary["status"] == "interrupted" else 0
+
+
+def load_for_inference(path):
+    """(model, tokenizer) from a minigpt checkpoint/run directory or a HuggingFace GPT-1 dir."""
+    from .checkpoint import load_checkpoint
+    p = Path(path)
+    if (p / "config.json").is_file() and not (p / "state.json").is_file():
+        from .model import GPT
+        from .tokenizers import BPETokenizer
+        if not hasattr(GPT, "from_pretrained"):
+            raise SystemExit(f"{p} looks like a HuggingFace directory; this build cannot read it")
+        return GPT.from_pretrained(p), BPETokenizer.from_pretrained(p)
+    model, tokenizer, _ = load_checkpoint(p)
+    if tokenizer is None:
+        raise SystemExit(f"checkpoint {p} has no tokenizer files; cannot encode a prompt")
+    return model, tokenizer
+
+
+def cmd_sample(args) -> int:
+    from .sample import generate
+    model, tok = load_for_inference(args.ckpt)
+    ids = tok.encode(args.prompt)
+    if not ids:
+        raise SystemExit("the prompt encodes to no tokens; give a non-empty --prompt")
+    n_ctx = model.config.n_ctx
+    if len(ids) > n_ctx:
+        print(f"[prompt is {len(ids)} tokens, longer than the context n_ctx={n_ctx}: "
+              f"keeping its last {n_ctx} tokens]", file=sys.stderr)
+        ids = ids[-n_ctx:]
+    print(tok.decode(ids), end="", flush=True)
+    generated = []
+
+    def stream(token):
+        generated.append(token)
+        print(tok.decode([token]), end="", flush=True)
+
+    t0 = time.perf_counter()
+    generate(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+             top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache, on_token=stream)
+    dt = time.perf_counter() - t0
+    print()
+    print(f"[{len(generated)} tokens in {dt:.2f} s, {len(generated) / max(dt, 1e-9):.1f} tokens/s]",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import encode_corpus, load_corpus
+    from .train import evaluate_full
+    model, tok, state = load_checkpoint(args.ckpt)
+    data = args.data or state.get("train_config", {}).get("data", "shakespeare")
+    corpus = load_corpus(data)
+    ids = encode_corpus(tok, corpus.val)
+    block = model.config.n_ctx
+    n_windows = max(1, min((len(ids) - 1) // block, args.max_tokens // block))
+    ids = ids[:n_windows * block + 1]
+    loss = evaluate_full(model, ids, block)
+    n_tokens = n_windows * block
+    n_chars = len(tok.decode([int(i) for i in ids[1:n_tokens + 1]]))
+    bpc = loss * n_tokens / max(n_chars, 1) / math.log(2)
+    print(f"data: {data} (validation split, {n_tokens:,} tokens, {n_chars:,} characters)")
+    print(f"validation loss: {loss:.4f} nats/token")
+    print(f"perplexity:      {math.exp(loss):.3f}")
+    print(f"bits per char:   {bpc:.4f}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Pretrain the demo model on Shakespeare, plot the loss, print a sample."""
+    from .sample import generate
+    from .train import TrainConfig, pretrain
+    out = args.out or time.strftime("runs/demo-%Y%m%d-%H%M%S")
+    cfg = TrainConfig(data="shakespeare", preset="demo", steps=args.steps, batch_size=32,
+                      lr=2e-3, warmup=50, weight_decay=0.01, eval_interval=100,
+                      eval_batches=8, ckpt_interval=200, seed=args.seed, out=out)
+    print(f"minigpt demo: a char-level GPT-1 ({cfg.preset} preset) learns Shakespeare for "
+          f"{cfg.steps} steps; run directory {out}")
+    summary = pretrain(cfg, force=False, progress=not args.no_progress)
+    _print_summary(summary)
+    model, tok = summary["model"], summary["tokenizer"]
+    prompt = tok.encode("ROMEO:\n")
+    new = generate(model, prompt, args.sample_tokens, temperature=0.8, top_k=40, seed=args.seed)
+    text = tok.decode(prompt + new)
+    (Path(out) / "sample.txt").write_text(text, encoding="utf-8")
+    print("\n----- sample (temperature 0.8, top-k 40) -----")
+    print(text)
+    print("-----------------------------------------------")
+    return 130 if summary["status"] == "interrupted" else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+    parser = argparse.ArgumentParser(prog="minigpt", description="GPT-1 from scratch in NumPy")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="train a language model (the paper's L1)")
+    _add_train_args(p, TrainConfig())
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("sample", help="generate text from a checkpoint")
+    p.add_argument("--ckpt", required=True, help="run/checkpoint directory or HuggingFace dir")
+    p.add_argument("--prompt", default="\n")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("eval", help="validation loss, perplexity and bits per character")
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--data", default=None, help="default: the data the checkpoint was trained on")
+    p.add_argument("--max-tokens", type=int, default=65536, help="evaluate at most this many tokens")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="pretrain a small model on Shakespeare (~3 min on 2 cores)")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS)
+    p.add_argument("--out", default=None, help="default: runs/demo-<date>-<time>")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--sample-tokens", type=int, default=300)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+DEMO_STEPS = 600
+_EXTRA_COMMANDS = []  # other modules (fine-tuning) register their sub-commands here
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .train import TrainingError
+    try:
+        return args.func(args)
+    except (TrainingError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"minigpt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

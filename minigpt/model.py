@@ -1,0 +1,219 @@
+"""The GPT-1 model (Radford et al. 2018), with HuggingFace `OpenAIGPTModel` parameter names.
+
+    h_0 = U W_e + W_p                         token embedding + learned position embedding
+    n   = ln_1(h + attn(h))                   post-LN block: LayerNorm *after* each residual
+    h'  = ln_2(n + mlp(n))                    (no final LayerNorm after the last block)
+    logits = h_n W_e^T                        output tied to the token embedding
+
+Parameter names (`tokens_embed.weight`, `h.0.attn.c_attn.weight`, ...) and layouts (linear
+weights stored (in, out)) equal HuggingFace's, so state dicts move between the two by name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import functional as F
+from .autograd import Tensor
+from .backend import get_array_module
+from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
+
+
+@dataclass
+class GPTConfig:
+    """GPT-1's hyper-parameters; the defaults are the paper's model (116.5M parameters)."""
+
+    vocab_size: int = 40478
+    n_ctx: int = 512          # context length (HuggingFace calls it n_positions)
+    n_layer: int = 12
+    n_embd: int = 768
+    n_head: int = 12
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    resid_pdrop: float = 0.1
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02  # weights and embeddings ~ N(0, 0.02); biases 0, LN gain 1
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_ctx", "n_layer", "n_embd", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by "
+                             f"n_head ({self.n_head})")
+        for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"GPTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"GPTConfig.dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"GPTConfig: unknown fields {unknown}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "GPTConfig":
+        """A named configuration: gpt1 (the paper's) or a laptop-sized one."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+PRESETS = {
+    "gpt1": dict(vocab_size=40478, n_ctx=512, n_layer=12, n_embd=768, n_head=12),
+    # laptop presets; vocab_size is normally replaced by the tokenizer's
+    "tiny": dict(vocab_size=65, n_ctx=64, n_layer=4, n_embd=128, n_head=4),
+    "small": dict(vocab_size=512, n_ctx=128, n_layer=6, n_embd=384, n_head=6),
+    "demo": dict(vocab_size=65, n_ctx=128, n_layer=4, n_embd=192, n_head=6,
+                 embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0),
+}
+
+
+class Attention(Module):
+    """Masked multi-head self-attention: c_attn (C -> 3C, q k v in that order), then c_proj."""
+
+    def __init__(self, cfg: GPTConfig, rng):
+        super().__init__()
+        C, dt, std = cfg.n_embd, np.dtype(cfg.dtype), cfg.initializer_range
+        self.n_head = cfg.n_head
+        self.attn_pdrop = cfg.attn_pdrop
+        self.c_attn = Linear(C, 3 * C, std=std, dtype=dt, rng=rng)
+        self.c_proj = Linear(C, C, std=std, dtype=dt, rng=rng)
+        self.resid_dropout = Dropout(cfg.resid_pdrop)
+
+    def forward(self, x: Tensor, padding_mask=None, cache: dict | None = None) -> Tensor:
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        qkv = self.c_attn(x)  # (B, T, 3C)
+        qkv = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, nh, T, hs)
+        if cache is not None:  # incremental decoding: prepend the keys/values seen so far
+            xp = get_array_module(k.data)
+            if "k" in cache:
+                k = Tensor(xp.concatenate([cache["k"], k.data], axis=2))  # (B, nh, Tk, hs)
+                v = Tensor(xp.concatenate([cache["v"], v.data], axis=2))
+            cache["k"], cache["v"] = k.data, v.data
+        p = self.attn_pdrop if self.training else 0.0
+        y = F.attention(q, k, v, causal=True, padding_mask=padding_mask, dropout_p=p)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(Module):
+    """Position-wise feed-forward: c_fc (C -> 4C), GELU, c_proj (4C -> C)."""
+
+    def __init__(self, cfg: GPTConfig, rng):
+        super().__init__()
+        C, dt, std = cfg.n_embd, np.dtype(cfg.dtype), cfg.initializer_range
+        self.c_fc = Linear(C, 4 * C, std=std, dtype=dt, rng=rng)
+        self.c_proj = Linear(4 * C, C, std=std, dtype=dt, rng=rng)
+        self.dropout = Dropout(cfg.resid_pdrop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(Module):
+    """GPT-1's post-LN block: n = ln_1(x + attn(x));  h = ln_2(n + mlp(n))."""
+
+    def __init__(self, cfg: GPTConfig, rng):
+        super().__init__()
+        dt = np.dtype(cfg.dtype)
+        self.attn = Attention(cfg, rng)
+        self.ln_1 = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon, dtype=dt)
+        self.mlp = MLP(cfg, rng)
+        self.ln_2 = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon, dtype=dt)
+
+    def forward(self, x: Tensor, padding_mask=None, cache=None) -> Tensor:
+        n = self.ln_1(x + self.attn(x, padding_mask, cache))
+        return self.ln_2(n + self.mlp(n))
+
+
+class GPT(Module):
+    """GPT-1. `model(idx)` -> logits (B, T, vocab); `model.hidden_states(idx)` -> h_n (B, T, C)."""
+
+    def __init__(self, config: GPTConfig, seed: int = 0):
+        super().__init__()
+        self.config = config
+        rng = np.random.default_rng(seed)  # initial weights depend only on the seed
+        dt, std = np.dtype(config.dtype), config.initializer_range
+        self.tokens_embed = Embedding(config.vocab_size, config.n_embd, std=std, dtype=dt, rng=rng)
+        self.positions_embed = Embedding(config.n_ctx, config.n_embd, std=std, dtype=dt, rng=rng)
+        self.drop = Dropout(config.embd_pdrop)
+        self.h = ModuleList(Block(config, rng) for _ in range(config.n_layer))
+
+    def _check_input(self, idx, past_length: int = 0):
+        if isinstance(idx, Tensor):
+            idx = idx.data
+        if not hasattr(idx, "ndim"):
+            idx = np.asarray(idx)
+        if idx.ndim != 2:
+            raise ValueError(f"GPT expects token ids of shape (B, T), got shape {idx.shape}")
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"GPT expects integer token ids, got dtype {idx.dtype}")
+        T = idx.shape[1]
+        if T == 0:
+            raise ValueError("GPT got an empty sequence (T = 0)")
+        if past_length + T > self.config.n_ctx:
+            raise ValueError(f"sequence length {past_length + T} exceeds the context limit "
+                             f"n_ctx={self.config.n_ctx}")
+        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
+            bad = int(idx.min()) if int(idx.min()) < 0 else int(idx.max())
+            raise ValueError(f"token id {bad} is outside the vocabulary [0, "
+                             f"{self.config.vocab_size})")
+        return idx
+
+    def hidden_states(self, idx, padding_mask=None, cache: list | None = None) -> Tensor:
+        """h_n (B, T, C), the last block's output, for fine-tuning heads.
+
+        cache: a list (one dict per layer) filled with keys/values for incremental decoding;
+        pass the same list again with only the new tokens. Use under `no_grad()`.
+        """
+        past = 0
+        if cache is not None and cache and "k" in cache[0]:
+            past = cache[0]["k"].shape[2]
+        idx = self._check_input(idx, past)
+        xp = get_array_module(self.tokens_embed.weight.data)
+        idx = xp.asarray(idx)
+        B, T = idx.shape
+        if padding_mask is not None and cache is not None:
+            raise ValueError("padding_mask is not supported together with a KV cache")
+        pos = xp.arange(past, past + T)[None, :]  # (1, T)
+        h = self.tokens_embed(idx) + self.positions_embed(pos)  # (B, T, C) + (1, T, C)
+        h = self.drop(h)
+        if cache is not None and not cache:
+            cache.extend({} for _ in range(len(self.h)))
+        for i, block in enumerate(self.h):
+            h = block(h, padding_mask, None if cache is None else cache[i])
+        return h
+
+    def forward(self, idx, padding_mask=None, cache: list | None = None) -> Tensor:
+        h = self.hidden_states(idx, padding_mask, cache)
+        return self.lm_logits(h)
+
+    def lm_logits(self, h: Tensor) -> Tensor:
+        """logits = h @ W_e^T: the token embedding doubles as the output layer (tied)."""
+        return F.linear(h, self.tokens_embed.weight.T)  # (B, T, C) @ (C, V) -> (B, T, V)
+
+    def loss(self, idx, targets, padding_mask=None, ignore_index: int = -100) -> Tensor:
+        """Mean next-token cross-entropy (L1 of the paper, averaged) of idx against targets."""
+        return F.cross_entropy(self(idx, padding_mask), targets, ignore_index=ignore_index)

@@ -1,0 +1,130 @@
+"""Adam exactly as GPT-1's release applies it, plus its two learning-rate schedules.
+
+For every parameter p with gradient g, at update t = 1, 2, ...:
+
+    m = b1 m + (1 - b1) g                    v = b2 v + (1 - b2) g^2
+    lr_t = lr * schedule(t) * sqrt(1 - b2^t) / (1 - b1^t)      (bias correction folded in)
+    p   -= lr_t * (m / (sqrt(v) + eps) + w * p)                 (w only if p has rank >= 2)
+
+The weight decay w is *decoupled* (added to the update, not to the gradient) and touches only
+matrices and embeddings: biases and LayerNorm gains are never decayed (GPT-1's rule).
+Before the update, the global gradient norm is clipped to `max_grad_norm` (GPT-1: 1).
+"""
+from __future__ import annotations
+
+import math
+
+from .backend import get_array_module, to_device, device_of
+
+
+def warmup_cosine(warmup: int, total: int):
+    """Linear warm-up over `warmup` updates, then cosine to 0 at `total` (GPT-1 pretraining)."""
+
+    def schedule(t: int) -> float:
+        if t < warmup:
+            return t / max(1, warmup)
+        progress = min(1.0, (t - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return schedule
+
+
+def warmup_linear(total: int, warmup: float = 0.002):
+    """GPT-1 fine-tuning: x = t/total; factor = (x/warmup if x < warmup else 1) * (1 - x)."""
+
+    def schedule(t: int) -> float:
+        x = t / max(1, total)
+        return (x / warmup if x < warmup else 1.0) * max(0.0, 1.0 - x)
+
+    return schedule
+
+
+def constant():
+    return lambda t: 1.0
+
+
+def clip_grad_norm(params, max_norm: float) -> float:
+    """Scale all gradients so their global L2 norm is at most max_norm; return the norm before."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    total = math.sqrt(sum(float((g.reshape(-1) @ g.reshape(-1))) for g in grads))
+    if max_norm is not None and total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for g in grads:
+            g *= g.dtype.type(scale)
+    return total
+
+
+class Adam:
+    """Adam with GPT-1's decoupled weight decay and gradient clipping.
+
+    params: a list of Parameters (or of (name, Parameter) pairs). schedule: t -> multiplier
+    of lr (default constant 1). `step()` applies one update; `zero_grad()` clears gradients.
+    """
+
+    def __init__(self, params, lr: float = 2.5e-4, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01, max_grad_norm: float | None = 1.0, schedule=None):
+        params = list(params)
+        if params and isinstance(params[0], tuple):
+            params = [p for _, p in params]
+        if not params:
+            raise ValueError("Adam got an empty parameter list")
+        if lr <= 0 or not 0 <= betas[0] < 1 or not 0 <= betas[1] < 1 or eps <= 0:
+            raise ValueError(f"Adam: invalid lr={lr}, betas={betas} or eps={eps}")
+        self.params = params
+        self.lr, self.betas, self.eps = lr, tuple(betas), eps
+        self.weight_decay, self.max_grad_norm = weight_decay, max_grad_norm
+        self.schedule = schedule or constant()
+        self.t = 0
+        self.m = [get_array_module(p.data).zeros_like(p.data) for p in params]
+        self.v = [get_array_module(p.data).zeros_like(p.data) for p in params]
+        self.last_grad_norm = 0.0
+        self.last_lr = 0.0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        self.last_grad_norm = clip_grad_norm(self.params, self.max_grad_norm)
+        self.t += 1
+        b1, b2 = self.betas
+        lr = self.lr * self.schedule(self.t)
+        self.last_lr = lr
+        lr_t = lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            xp = get_array_module(p.data)
+            g, dt = p.grad, p.data.dtype.type
+            m *= dt(b1)
+            m += dt(1.0 - b1) * g                     # m = b1 m + (1 - b1) g
+            v *= dt(b2)
+            v += dt(1.0 - b2) * (g * g)               # v = b2 v + (1 - b2) g^2
+            update = m / (xp.sqrt(v) + dt(self.eps))  # (same shape as p)
+            if self.weight_decay and p.ndim >= 2:
+                update += dt(self.weight_decay) * p.data
+            p.data -= dt(lr_t) * update
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"t": self.t, "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+                "weight_decay": self.weight_decay, "max_grad_norm": self.max_grad_norm,
+                "m": list(self.m), "v": list(self.v)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["m"]) != len(self.params) or len(state["v"]) != len(self.params):
+            raise ValueError(f"optimizer state has {len(state['m'])} moment arrays for "
+                             f"{len(self.params)} parameters")
+        for i, p in enumerate(self.params):
+            for name in ("m", "v"):
+                if tuple(state[name][i].shape) != p.shape:
+                    raise ValueError(f"optimizer state {name}[{i}] has shape "
+                                     f"{tuple(state[name][i].shape)}, parameter has {p.shape}")
+        self.t = int(state["t"])
+        self.lr, self.betas, self.eps = float(state["lr"]), tuple(state["betas"]), float(state["eps"])
+        self.weight_decay, self.max_grad_norm = state["weight_decay"], state["max_grad_norm"]
+        dev = [device_of(p.data) for p in self.params]
+        self.m = [to_device(a, d).astype(p.dtype, copy=True) for a, d, p in zip(state["m"], dev, self.params)]
+        self.v = [to_device(a, d).astype(p.dtype, copy=True) for a, d, p in zip(state["v"], dev, self.params)]

@@ -1,0 +1,289 @@
+"""Language-model pretraining (the paper's L1 objective) with safe, exactly resumable checkpoints.
+
+A run directory holds:
+    ckpt/          the latest checkpoint (see checkpoint.py), replaced atomically
+    metrics.jsonl  one JSON line per step: step, loss, lr, tokens/s, and val_loss when evaluated
+    loss.png       the loss curves (written at the end, when matplotlib is installed)
+
+Resuming restores weights, Adam moments, the step, and both random streams (dropout and batch
+sampling), so a run stopped and resumed follows the uninterrupted run's loss curve exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import random as mgrandom
+from .autograd import no_grad
+from .checkpoint import load_checkpoint, save_checkpoint
+from .model import GPT, GPTConfig
+from .optim import Adam, warmup_cosine
+
+
+@dataclass
+class TrainConfig:
+    data: str = "shakespeare"
+    preset: str = "tiny"
+    tokenizer: str = "char"          # "char" or "bpe"
+    bpe_vocab_size: int = 1000
+    steps: int = 1000
+    batch_size: int = 32
+    block_size: int | None = None     # default: the preset's n_ctx
+    lr: float = 2.5e-4                # GPT-1's max lr; small models like more (demo: 2e-3)
+    warmup: int = 100                 # GPT-1: 2000 updates
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    dropout: float | None = None      # override the preset's dropout (all three)
+    eval_interval: int = 100
+    eval_batches: int = 8
+    ckpt_interval: int = 200
+    seed: int = 1337
+    out: str = "runs/tiny"
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (non-finite loss, bad arguments, existing output directory...)."""
+
+
+def _build_tokenizer(cfg: TrainConfig, corpus):
+    from .tokenizers import BPETokenizer, CharTokenizer
+    if cfg.tokenizer == "char":
+        return CharTokenizer.train(corpus.train + corpus.val)
+    if cfg.tokenizer == "bpe":
+        return BPETokenizer.train(corpus.train, vocab_size=cfg.bpe_vocab_size)
+    raise TrainingError(f"unknown tokenizer {cfg.tokenizer!r}: expected 'char' or 'bpe'")
+
+
+def _model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
+    overrides = {"vocab_size": vocab_size}
+    if cfg.block_size is not None:
+        overrides["n_ctx"] = cfg.block_size
+    if cfg.dropout is not None:
+        overrides.update(embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, resid_pdrop=cfg.dropout)
+    return GPTConfig.preset(cfg.preset, **overrides)
+
+
+def evaluate(model: GPT, data: np.ndarray, block_size: int, batch_size: int, n_batches: int,
+             seed: int = 0) -> float:
+    """Mean loss on n_batches random windows drawn from a fresh generator (same windows each call)."""
+    from .data import get_batch
+    rng = np.random.default_rng(seed)
+    was_training = model.training
+    model.eval()
+    losses = []
+    with no_grad():
+        for _ in range(n_batches):
+            x, y = get_batch(data, batch_size, block_size, rng)
+            losses.append(model.loss(x, y).item())
+    model.train(was_training)
+    return float(np.mean(losses))
+
+
+def evaluate_full(model: GPT, data: np.ndarray, block_size: int, batch_size: int = 16) -> float:
+    """Mean next-token loss over the whole sequence, in consecutive non-overlapping windows."""
+    n = (len(data) - 1) // block_size
+    if n == 0:
+        raise TrainingError(f"validation data has {len(data)} tokens, fewer than one window of "
+                            f"{block_size + 1}")
+    starts = np.arange(n) * block_size
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with no_grad():
+        for i in range(0, n, batch_size):
+            s = starts[i:i + batch_size]
+            x = np.stack([data[j:j + block_size] for j in s]).astype(np.int64)
+            y = np.stack([data[j + 1:j + 1 + block_size] for j in s]).astype(np.int64)
+            total += model.loss(x, y).item() * x.size
+            count += x.size
+    model.train(was_training)
+    return total / count
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_losses(run_dir, out_png=None) -> Path | None:
+    """Write the train/val loss curves of a run to loss.png (None if matplotlib is missing)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    run_dir = Path(run_dir)
+    rows = _read_metrics(run_dir / "metrics.jsonl")
+    if not rows:
+        return None
+    out_png = Path(out_png or run_dir / "loss.png")
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=0.8, alpha=0.6, label="train")
+    val = [r for r in rows if "val_loss" in r]
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.set_title(f"minigpt pretraining: {run_dir.name}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png
+
+
+class _StopOnCtrlC:
+    """Turn the first Ctrl-C into a request to stop at the next step boundary.
+
+    Stopping inside opt.step() would leave half-updated weights; the loop checks `requested`
+    between steps instead, then saves a consistent checkpoint. A second Ctrl-C aborts at once.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
+             log=print) -> dict:
+    """Train (or resume) a GPT language model; returns a summary dict of the run."""
+    from .data import encode_corpus, get_batch, load_corpus
+
+    out = Path(cfg.out)
+    ckpt_dir = out / "ckpt"
+    state = {}
+    if resume:
+        model, tokenizer, state = load_checkpoint(out, with_optimizer_state=True)
+        saved = TrainConfig(**state["train_config"])
+        cfg = dataclasses.replace(saved, steps=saved.steps if cfg.steps < 0 else cfg.steps,
+                                  out=str(out))
+    elif out.exists() and any(out.iterdir()):
+        if not force:
+            raise TrainingError(f"output directory {out} already exists; pass --force to "
+                                "overwrite it or --resume to continue it")
+        shutil.rmtree(out)
+
+    corpus = load_corpus(cfg.data)
+    if not resume:
+        tokenizer = _build_tokenizer(cfg, corpus)
+        model = GPT(_model_config(cfg, tokenizer.vocab_size), seed=cfg.seed)
+    block = model.config.n_ctx if cfg.block_size is None else cfg.block_size
+    train_ids = encode_corpus(tokenizer, corpus.train)
+    val_ids = encode_corpus(tokenizer, corpus.val)
+    for name, ids in (("train", train_ids), ("validation", val_ids)):
+        if len(ids) <= block:
+            raise TrainingError(f"the {name} split has {len(ids)} tokens, fewer than "
+                                f"block_size + 1 = {block + 1}")
+
+    opt = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+               max_grad_norm=cfg.max_grad_norm, schedule=warmup_cosine(cfg.warmup, cfg.steps))
+    data_rng = np.random.default_rng(cfg.seed)
+    mgrandom.manual_seed(cfg.seed)
+    step = 0
+    if resume:
+        opt.load_state_dict(state["optimizer"])
+        data_rng.bit_generator.state = state["data_rng"]
+        mgrandom.set_state(state["dropout_rng"])
+        step = int(state["step"])
+        if step >= cfg.steps:
+            log(f"checkpoint is at step {step}, nothing to do for --steps {cfg.steps}")
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.jsonl"
+    # keep the metrics up to the resumed step: a crash after the checkpoint wrote lines beyond it
+    rows = [r for r in _read_metrics(metrics_path) if r["step"] <= step]
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def checkpoint():
+        save_checkpoint(ckpt_dir, model, tokenizer, opt, {
+            "step": step, "train_config": dataclasses.asdict(cfg),
+            "data_rng": data_rng.bit_generator.state, "dropout_rng": mgrandom.get_state(),
+            "last_loss": last_loss, "last_val_loss": last_val})
+
+    n_params = model.num_parameters()
+    log(f"model: {cfg.preset} preset, {n_params:,} parameters, vocab {model.config.vocab_size}, "
+        f"context {block}; data: {cfg.data} ({len(train_ids):,} train / {len(val_ids):,} val tokens)")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", dynamic_ncols=True)
+    last_loss = state.get("last_loss")
+    last_val = state.get("last_val_loss")
+    status = "completed"
+    model.train()
+    t_last = time.perf_counter()
+    stop = _StopOnCtrlC()
+    try:
+        with stop, metrics_path.open("a") as mf:
+            while step < cfg.steps:
+                if stop.requested:
+                    status = "interrupted"
+                    break
+                x, y = get_batch(train_ids, cfg.batch_size, block, data_rng)
+                loss = model.loss(x, y)
+                value = loss.item()
+                if not math.isfinite(value):
+                    status = "diverged"
+                    raise TrainingError(
+                        f"loss became {value} at step {step + 1}; stopping. The last good "
+                        f"checkpoint (if any) is kept in {ckpt_dir}. Try a lower --lr.")
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                step += 1
+                last_loss = value
+                now = time.perf_counter()
+                row = {"step": step, "loss": round(value, 6), "lr": opt.last_lr,
+                       "tokens_per_s": round(x.size / (now - t_last), 1)}
+                t_last = now
+                if step % cfg.eval_interval == 0 or step == cfg.steps:
+                    last_val = evaluate(model, val_ids, block, cfg.batch_size, cfg.eval_batches)
+                    row["val_loss"] = round(last_val, 6)
+                    t_last = time.perf_counter()  # evaluation time is not training speed
+                mf.write(json.dumps(row) + "\n")
+                mf.flush()
+                if bar is not None:
+                    post = {"loss": f"{value:.3f}", "tok/s": f"{row['tokens_per_s']:.0f}"}
+                    if last_val is not None:
+                        post["val"] = f"{last_val:.3f}"
+                    bar.set_postfix(post)
+                    bar.update(1)
+                if step % cfg.ckpt_interval == 0 and step < cfg.steps:
+                    checkpoint()
+                    t_last = time.perf_counter()
+    finally:
+        if bar is not None:
+            bar.close()
+    checkpoint()
+    if status == "interrupted":
+        log(f"interrupted: checkpoint saved at step {step} in {ckpt_dir} (continue with --resume)")
+    png = plot_losses(out)
+    return {"status": status, "step": step, "loss": last_loss, "val_loss": last_val,
+            "out": str(out), "ckpt": str(ckpt_dir), "plot": str(png) if png else None,
+            "parameters": n_params, "model": model, "tokenizer": tokenizer}
