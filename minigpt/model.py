@@ -217,3 +217,17 @@ class GPT(Module):
     def loss(self, idx, targets, padding_mask=None, ignore_index: int = -100) -> Tensor:
         """Mean next-token cross-entropy (L1 of the paper, averaged) of idx against targets."""
         return F.cross_entropy(self(idx, padding_mask), targets, ignore_index=ignore_index)
+
+    # ---- interop with the released GPT-1 weights (implemented in interop.py) ---------------
+    @classmethod
+    def from_pretrained(cls, path) -> "GPT":
+        """Load HuggingFace (`config.json` + `model.safetensors`/`pytorch_model.bin`) or the
+        original OpenAI release (`params_shapes.json` + `params_*.npy`) weights."""
+        from .interop import load_pretrained
+        return load_pretrained(path)
+
+    def save_pretrained(self, path) -> None:
+        """Write `config.json` + `model.safetensors` that `transformers` loads as
+        OpenAIGPTLMHeadModel."""
+        from .interop import save_pretrained
+        save_pretrained(self, path)
