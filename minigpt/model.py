@@ -19,7 +19,7 @@ import numpy as np
 from . import functional as F
 from .autograd import Tensor
 from .backend import get_array_module
-from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
+from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
 
 
 @dataclass
@@ -217,6 +217,22 @@ class GPT(Module):
     def loss(self, idx, targets, padding_mask=None, ignore_index: int = -100) -> Tensor:
         """Mean next-token cross-entropy (L1 of the paper, averaged) of idx against targets."""
         return F.cross_entropy(self(idx, padding_mask), targets, ignore_index=ignore_index)
+
+    def resize_token_embeddings(self, vocab_size: int, seed: int = 0) -> None:
+        """Grow the vocabulary (e.g. fine-tuning's start/delimiter/extract tokens): existing
+        rows are kept, new rows drawn N(0, initializer_range) like the others."""
+        old = self.tokens_embed.weight
+        V, C = old.shape
+        if vocab_size < V:
+            raise ValueError(f"resize_token_embeddings can only grow the vocabulary ({V} -> {vocab_size})")
+        if vocab_size == V:
+            return
+        xp = get_array_module(old.data)
+        rng = np.random.default_rng(seed)
+        new_rows = rng.standard_normal((vocab_size - V, C)) * self.config.initializer_range
+        weight = xp.concatenate([old.data, xp.asarray(new_rows.astype(old.dtype))], axis=0)
+        self.tokens_embed.weight = Parameter(weight)
+        self.config = dataclasses.replace(self.config, vocab_size=vocab_size)
 
     # ---- interop with the released GPT-1 weights (implemented in interop.py) ---------------
     @classmethod
