@@ -72,11 +72,10 @@ def load_for_inference(path):
     """(model, tokenizer) from a minigpt checkpoint/run directory or a HuggingFace GPT-1 dir."""
     from .checkpoint import load_checkpoint
     p = Path(path)
-    if (p / "config.json").is_file() and not (p / "state.json").is_file():
+    hf_dir = (p / "config.json").is_file() and not (p / "state.json").is_file()
+    if hf_dir or (p / "params_shapes.json").is_file():  # HuggingFace or OpenAI release layout
         from .model import GPT
         from .tokenizers import BPETokenizer
-        if not hasattr(GPT, "from_pretrained"):
-            raise SystemExit(f"{p} looks like a HuggingFace directory; this build cannot read it")
         return GPT.from_pretrained(p), BPETokenizer.from_pretrained(p)
     model, tokenizer, _ = load_checkpoint(p)
     if tokenizer is None:

@@ -236,14 +236,14 @@ class GPT(Module):
 
     # ---- interop with the released GPT-1 weights (implemented in interop.py) ---------------
     @classmethod
-    def from_pretrained(cls, path) -> "GPT":
+    def from_pretrained(cls, path, **options) -> "GPT":
         """Load HuggingFace (`config.json` + `model.safetensors`/`pytorch_model.bin`) or the
         original OpenAI release (`params_shapes.json` + `params_*.npy`) weights."""
         from .interop import load_pretrained
-        return load_pretrained(path)
+        return load_pretrained(path, **options)
 
-    def save_pretrained(self, path) -> None:
+    def save_pretrained(self, path, tokenizer=None) -> None:
         """Write `config.json` + `model.safetensors` that `transformers` loads as
         OpenAIGPTLMHeadModel."""
         from .interop import save_pretrained
-        save_pretrained(self, path)
+        save_pretrained(self, path, tokenizer=tokenizer)
