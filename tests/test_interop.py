@@ -528,3 +528,29 @@ def test_president_script_runs_offline(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     assert "expected: [481, 4735, 544, 246, 963" in r.stdout
     assert "transformers: greedy ids equal" in r.stdout and "FAILED" in r.stdout
+
+
+def test_cli_sample_on_openai_release_directory(tmp_path):
+    """`minigpt sample --ckpt DIR` on the original release layout (params_*.npy + encoder/.bpe)
+    continues greedily exactly as the model loaded by GPT.from_pretrained does."""
+    d = tmp_path / "model"
+    d.mkdir()
+    vocab = _write_hf_tokenizer(d)
+    (d / "encoder_bpe_40000.json").write_text((d / "vocab.json").read_text())
+    (d / "vocab_40000.bpe").write_text((d / "merges.txt").read_text())
+    (d / "vocab.json").unlink()
+    (d / "merges.txt").unlink()
+    _openai_release(d, vocab=len(vocab), C=48, n_layer=1)
+    model = GPT.from_pretrained(d)
+    from minigpt.sample import generate
+    from minigpt.tokenizers import BPETokenizer
+    tok = BPETokenizer.from_pretrained(d)
+    ids = tok.encode("the cat is")
+    expected = tok.decode(ids) + "".join(
+        tok.decode([t]) for t in generate(model, ids, 5, temperature=0.0))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "minigpt", "sample", "--ckpt", str(d), "--prompt",
+                        "the cat is", "--max-new-tokens", "5", "--temperature", "0"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip("\n") == expected
