@@ -119,7 +119,7 @@ class Tensor:
                                    f"{self.shape}; pass grad= of that shape")
             grad = xp.ones_like(self.data)
         else:
-            grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
+            grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward() grad has shape {grad.shape}, tensor has {self.shape}")
 
@@ -131,7 +131,10 @@ class Tensor:
                 continue
             fn = t.creator
             if fn is None:  # a leaf: accumulate
-                t.grad = g if t.grad is None else t.grad + g
+                # g may be shared (x + y hands the same array to both, reshape hands a view):
+                # a leaf gets its own copy, so an in-place update of one .grad (clipping,
+                # zeroing) never changes another's.
+                t.grad = g.copy() if t.grad is None else t.grad + g
                 continue
             input_grads = fn._run_backward(g, retain_graph)
             for inp, ig in zip(fn.inputs, input_grads):
@@ -228,13 +231,14 @@ class Function:
         fn = cls()
         fn._saved = ()
         tensors = [_as_tensor(x, inputs) for x in inputs]
-        floats = [t.dtype for t in tensors if t.dtype.kind == "f"]
-        if any(d != floats[0] for d in floats):
-            raise TypeError(f"{cls.__name__}: inputs mix dtypes {sorted(set(map(str, floats)))}; "
+        # Positional inputs are the differentiable operands: float32 or float64 only, all the
+        # same dtype. Integer data (ids, targets, indices, masks) travels as a keyword option.
+        for i, t in enumerate(tensors):
+            check_float(t.data, f"{cls.__name__} input {i}")
+        dtypes = [t.dtype for t in tensors]
+        if any(d != dtypes[0] for d in dtypes):
+            raise TypeError(f"{cls.__name__}: inputs mix dtypes {sorted(set(map(str, dtypes)))}; "
                             "convert them to one float dtype first (no silent promotion)")
-        for t in tensors:
-            if t.dtype.kind == "f":
-                check_float(t.data, f"{cls.__name__} input")
         fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
         out = fn.forward(*(t.data for t in tensors), **options)
         requires_grad = _GRAD_ENABLED and any(fn.needs_input_grad)
@@ -360,6 +364,11 @@ class MatMul(Function):
         if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned "
                              "(need (..., n, k) @ (..., k, m))")
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: batch dimensions of shapes {a.shape} and {b.shape} "
+                             "do not broadcast") from None
         self.save(a, b)
         return a @ b
 
@@ -451,8 +460,18 @@ class GetItem(Function):
     def backward(self, g):
         xp = get_array_module(g)
         dx = xp.zeros(self.in_shape, dtype=g.dtype)
-        xp.add.at(dx, self.index, g)
+        if _is_basic_index(self.index):
+            dx[self.index] = g  # ints and slices select each element at most once: no add needed
+        else:
+            xp.add.at(dx, self.index, g)  # fancy indices may repeat: accumulate
         return (dx,)
+
+
+def _is_basic_index(index) -> bool:
+    """True for ints, slices, None and Ellipsis (alone or in a tuple): a view, never repeats."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis
+               for p in parts) and not any(isinstance(p, bool) for p in parts)
 
 
 class Concatenate(Function):

@@ -53,19 +53,22 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         t = inputs[i]
         analytic = to_numpy(t.grad) if t.grad is not None else np.zeros(t.shape)
         numeric = np.zeros(t.shape)
-        flat = t.data.reshape(-1)  # a view: perturbing it perturbs the input
-        for j in range(flat.size):
-            orig = float(flat[j])
-            flat[j] = orig + eps
+        # perturb t.data in place, one element at a time, by its multi-index (not through
+        # reshape(-1), which is a copy, not a view, when the array is not contiguous)
+        for idx in np.ndindex(*t.shape):
+            orig = float(t.data[idx])
+            t.data[idx] = orig + eps
             plus = objective()
-            flat[j] = orig - eps
+            t.data[idx] = orig - eps
             minus = objective()
-            flat[j] = orig
-            numeric.reshape(-1)[j] = (plus - minus) / (2 * eps)
+            t.data[idx] = orig
+            numeric[idx] = (plus - minus) / (2 * eps)
         err = np.abs(analytic - numeric)
         bound = atol + rtol * np.abs(numeric)
-        if (err > bound).any():
-            worst = np.unravel_index(int(np.argmax(err - bound)), t.shape)
+        bad = ~(err <= bound)  # NaN or inf in either gradient is a failure too
+        if bad.any():
+            excess = np.where(np.isfinite(err), err - bound, np.inf)
+            worst = np.unravel_index(int(np.argmax(np.where(bad, excess, -np.inf))), t.shape)
             a, n = analytic[worst], numeric[worst]
             rel = abs(a - n) / max(abs(n), 1e-12)
             raise GradcheckError(

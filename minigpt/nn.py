@@ -36,12 +36,17 @@ class Module:
         if "_params" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                "before assigning attributes")
-        self._params.pop(name, None)
-        self._modules.pop(name, None)
+        # re-assigning a registered name (weight tying: `a.weight = b.weight`) keeps its
+        # place in the order, as in PyTorch, so state_dict order does not depend on it
         if isinstance(value, Parameter):
+            self._modules.pop(name, None)
             self._params[name] = value
         elif isinstance(value, Module):
+            self._params.pop(name, None)
             self._modules[name] = value
+        else:
+            self._params.pop(name, None)
+            self._modules.pop(name, None)
         object.__setattr__(self, name, value)
 
     def __call__(self, *args, **kwargs):
@@ -110,6 +115,7 @@ class Module:
         strict: missing or unexpected keys raise KeyError naming them. Any shape mismatch
         raises ValueError naming the parameter and both shapes. Nothing is changed on error.
         """
+        state = {k: (v.data if isinstance(v, Tensor) else v) for k, v in state.items()}
         own = OrderedDict(self.named_parameters())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
