@@ -12,9 +12,12 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["minigpt", "minigpt.*"]),
-    # the CUDA sources travel inside the package so a non-editable install finds them
-    package_data={"minigpt": ["kernels/*.cu", "kernels/*.cuh"]},
+    # kernels/ (the CUDA sources, at the top of the repository) is installed as the data-only
+    # package minigpt._cuda, where minigpt/kernels.py looks first: a non-editable install
+    # finds them; a source checkout or an editable install reads kernels/ directly.
+    packages=find_packages(include=["minigpt", "minigpt.*"]) + ["minigpt._cuda"],
+    package_dir={"minigpt._cuda": "kernels"},
+    package_data={"minigpt._cuda": ["*.cu", "*.cuh"]},
     include_package_data=True,
     install_requires=["numpy>=1.24", "tqdm>=4.60"],
     extras_require={
