@@ -116,7 +116,8 @@ class EmulatedKernels:
 
     def _flags(self):
         if self.sanitizer == "address":
-            return ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+            return ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                    "-fno-omit-frame-pointer"]
         if self.sanitizer == "thread":
             return ["-fsanitize=thread"]
         return []
@@ -129,7 +130,7 @@ class EmulatedKernels:
         names = kernel_names(source)
         headers = sorted(p.read_text() for p in self.kernel_dir.glob("*.cuh"))
         key = hashlib.sha256("\0".join([source, *headers, (HERE / "cuda_emu.h").read_text(),
-                                        self.sanitizer]).encode()).hexdigest()[:16]
+                                        " ".join(self._flags())]).encode()).hexdigest()[:16]
         out_dir = self.cache_dir / key
         exe = out_dir / (Path(filename).stem + ".emu")
         if not exe.exists():
