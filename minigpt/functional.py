@@ -10,8 +10,10 @@ import math
 
 import numpy as np
 
+from . import kernels as _kernels
 from .autograd import Function, Tensor, check_float
 from .backend import get_array_module
+from .fused import FusedAttention, FusedSoftmax
 
 __all__ = ["embedding", "linear", "layer_norm", "gelu", "softmax", "log_softmax", "attention",
            "dropout", "cross_entropy", "attention_mask"]
@@ -209,6 +211,10 @@ class Softmax(Function):
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    # CuPy float32 over the last axis: one kernel launch (kernels/02_softmax_warp.cu), same
+    # result; minigpt.kernels.use_fused(False) or MINIGPT_FUSED=0 turns this off
+    if _kernels.can_fuse_softmax(_data(x), axis):
+        return FusedSoftmax.apply(x, axis=-1)
     return Softmax.apply(x, axis=axis)
 
 
@@ -333,9 +339,13 @@ def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, padding_mask
         if padding_mask.shape != (B, Tk):
             raise ValueError(f"attention: padding_mask shape {padding_mask.shape} should be "
                              f"(B, Tk) = {(B, Tk)}")
-    mask = attention_mask(Tq, Tk, causal, padding_mask, xp)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"attention dropout probability must be in [0, 1), got {dropout_p}")
+    # CuPy float32, head size 32/64/128, no attention dropout: the flash kernels
+    # (kernels/04, 05), same semantics, O(T) memory; use_fused(False) / MINIGPT_FUSED=0 off
+    if dropout_p == 0.0 and _kernels.can_fuse_attention(_data(q), _data(k), _data(v)):
+        return FusedAttention.apply(q, k, v, causal=causal, padding_mask=padding_mask)
+    mask = attention_mask(Tq, Tk, causal, padding_mask, xp)
     if dropout_p > 0.0 and rng is None:
         from .random import get_rng
         rng = get_rng(xp)
