@@ -1,0 +1,325 @@
+"""minigpt vs PyTorch on the CPU: one GPT-1 training step (forward, backward, Adam), side by side.
+
+    python benchmarks/bench_cpu.py                          # tiny, small and gpt1 (~10 min on 2 cores)
+    python benchmarks/bench_cpu.py --configs tiny --rounds 5 --no-extras   # a quick look
+    python benchmarks/bench_cpu.py --threads 1             # one thread each (a loaded machine)
+
+Implementations, each in its own process (benchmarks/_bench_worker.py), all float32, all
+starting from minigpt's initial weights and training on the same batches with dropout off
+(dropout draws different random masks in each library, so it is off for comparability):
+  minigpt      this repository
+  torch_eager  the same model in PyTorch: explicit masked softmax, torch.optim.AdamW's default
+               (for-loop) implementation, with eps and weight decay reset every step so that it
+               applies GPT-1's Adam formula exactly (see the worker)
+  torch_best   scaled_dot_product_attention (fused attention) + fused AdamW
+
+Method: the driver asks each process for one step at a time, round-robin, the order reversed
+every round, so that a change in the machine's load hits every implementation alike; the
+warm-up steps are excluded; per round it takes the ratio minigpt speed / PyTorch speed
+(= PyTorch's step time / minigpt's step time; above 1 minigpt is faster) and reports medians.
+Correctness guard: after the timed steps the training loss of the last step and the loss of
+every implementation on a held-out batch must agree to --tol (default 5e-5, i.e. to 4
+decimals), otherwise the benchmark exits with status 1.
+
+MFU: model FLOPs per token (6N + 12 L T d, N = the parameters used in matmuls: every block
+weight and the tied token embedding as the output layer; position embeddings and biases are
+lookups and adds) times tokens/s, over the sgemm rate this machine reached in this run
+(NumPy/OpenBLAS, measured in a separate process, best of several 2048^3 products).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "benchmarks" / "_bench_worker.py"
+
+CONFIGS = {  # name -> (model config, batch size, default timed rounds, sampled tokens)
+    "tiny": (dict(vocab_size=65, n_ctx=64, n_layer=4, n_embd=128, n_head=4), 32, 30, 63),
+    "small": (dict(vocab_size=512, n_ctx=128, n_layer=6, n_embd=384, n_head=6), 16, 12, 127),
+    "gpt1": (dict(vocab_size=40478, n_ctx=512, n_layer=12, n_embd=768, n_head=12), 1, 8, 64),
+    "micro": (dict(vocab_size=32, n_ctx=16, n_layer=2, n_embd=32, n_head=2), 4, 2, 8),  # tests
+}
+IMPLS = ("minigpt", "torch_eager", "torch_best")
+
+
+class Worker:
+    """One implementation in its own process, answering one JSON line per command."""
+
+    def __init__(self, impl: str, opts: dict, threads: int | None = None):
+        self.impl = impl
+        env = dict(os.environ)
+        if threads:  # every thread pool either library may use
+            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                env[var] = str(threads)
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), impl, json.dumps(opts)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=ROOT, env=env)
+        self.read()  # {"ready": true} once the model and optimizer exist
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.impl} worker exited with status {self.proc.wait()}")
+        return json.loads(line)
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+        self.proc.wait(timeout=60)
+
+
+def run_python(code: str, timeout: float = 600) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=timeout, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    return out.stdout.strip()
+
+
+SGEMM = """
+import time, numpy as np
+n = 2048
+a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+b = a.T.copy(); c = np.empty_like(a)
+best = 1e9
+for _ in range(8):
+    t0 = time.perf_counter(); np.matmul(a, b, out=c); best = min(best, time.perf_counter() - t0)
+print(2 * n**3 / best / 1e9)
+"""
+
+SGEMM_TORCH = """
+import time, torch
+n = 2048
+a = torch.randn(n, n); b = a.T.contiguous(); c = torch.empty(n, n)
+best = 1e9
+for _ in range(8):
+    t0 = time.perf_counter(); torch.mm(a, b, out=c); best = min(best, time.perf_counter() - t0)
+print(2 * n**3 / best / 1e9)
+"""
+
+GRADCHECK = """
+import time, numpy as np
+from minigpt import GPT, GPTConfig, gradcheck
+cfg = GPTConfig(vocab_size=13, n_ctx=8, n_layer=2, n_embd=8, n_head=2, embd_pdrop=0.0,
+                attn_pdrop=0.0, resid_pdrop=0.0, dtype="float64")
+model = GPT(cfg)
+rng = np.random.default_rng(0)
+idx, targets = rng.integers(0, 13, (2, 5)), rng.integers(0, 13, (2, 5))
+names, params = zip(*model.named_parameters())
+t0 = time.perf_counter()
+gradcheck(lambda *ps: model.loss(idx, targets), params, names=list(names))
+print(time.perf_counter() - t0, sum(p.size for p in params))
+"""
+
+
+def flops_per_token(cfg: dict) -> float:
+    """6N + 12 L T d: N = matmul parameters (blocks' weights + tied output embedding)."""
+    d, L, T, V = cfg["n_embd"], cfg["n_layer"], cfg["n_ctx"], cfg["vocab_size"]
+    n_matmul = L * 12 * d * d + V * d
+    return 6 * n_matmul + 12 * L * T * d
+
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numpy
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": numpy.__version__, "torch": torch_version,
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+
+
+def loadavg() -> float:
+    try:
+        return float(open("/proc/loadavg").read().split()[0])
+    except OSError:
+        return float("nan")
+
+
+def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int, opts_extra: dict,
+                 log, threads: int | None = None) -> dict:
+    model_cfg, B, _, n_sample = CONFIGS[name]
+    opts = {"config": model_cfg, "batch": B, "seed": 0, **opts_extra}
+    load0 = loadavg()
+    workers = [Worker(impl, opts, threads) for impl in impls]
+    try:
+        for w in workers:
+            w.ask("reset_peak")
+        times = {w.impl: [] for w in workers}
+        cpu = {w.impl: [] for w in workers}
+        losses = {}
+        for r in range(warmup + rounds):
+            order = workers if r % 2 == 0 else workers[::-1]
+            for w in order:
+                res = w.ask("step")
+                if r >= warmup:
+                    times[w.impl].append(res["dt"])
+                    cpu[w.impl].append(res["cpu"])
+                losses[w.impl] = res["loss"]
+            log(f"  {name} round {r + 1}/{warmup + rounds}: " + ", ".join(
+                f"{w.impl} {1e3 * times[w.impl][-1] if r >= warmup else float('nan'):.0f} ms"
+                for w in workers))
+        evals = {w.impl: w.ask("eval")["loss"] for w in workers}
+        stats = {w.impl: w.ask("stats") for w in workers}
+        samples = {w.impl: [] for w in workers}
+        ids = {}
+        for r in range(sample_rounds):
+            for w in (workers if r % 2 == 0 else workers[::-1]):
+                res = w.ask(f"sample {n_sample}")
+                samples[w.impl].append(n_sample / res["dt"])
+                ids[w.impl] = res["ids"]
+    finally:
+        for w in workers:
+            w.close()
+    T = model_cfg["n_ctx"]
+    out = {"config": name, "batch": B, "tokens_per_step": B * T, "rounds": rounds,
+           "warmup": warmup, "load_before": load0, "load_after": loadavg(), "impls": {}}
+    base = times.get("minigpt")
+    for impl in impls:
+        t = times[impl]
+        entry = {"median_s": statistics.median(t), "tokens_per_s": B * T / statistics.median(t),
+                 "last_loss": losses[impl], "eval_loss": evals[impl],
+                 "peak_rss_mb": stats[impl]["peak_rss_mb"], "threads": stats[impl]["threads"],
+                 "times": t, "cpu_median_s": statistics.median(cpu[impl])}
+        if base is not None and impl != "minigpt":
+            ratios = [ti / tm for ti, tm in zip(t, base)]  # PyTorch time / minigpt time
+            entry["ratio_median"] = statistics.median(ratios)
+            entry["ratio_min"], entry["ratio_max"] = min(ratios), max(ratios)
+        if samples[impl]:
+            entry["sample_tokens_per_s"] = statistics.median(samples[impl])
+            entry["sample_ids_equal_minigpt"] = ids.get("minigpt") == ids[impl]
+        out["impls"][impl] = entry
+    return out
+
+
+def check_losses(result: dict, tol: float) -> list[str]:
+    impls = result["impls"]
+    problems = []
+    if "minigpt" not in impls:
+        return problems
+    for impl, e in impls.items():
+        for key in ("last_loss", "eval_loss"):
+            diff = abs(e[key] - impls["minigpt"][key])
+            if diff > tol:
+                problems.append(f"{result['config']}: {impl} {key} {e[key]:.6f} vs minigpt "
+                                f"{impls['minigpt'][key]:.6f} (|diff| {diff:.2e} > {tol})")
+    return problems
+
+
+def print_table(info: dict, results: list, sgemm: dict, gradcheck_s, file=sys.stdout):
+    p = lambda *a: print(*a, file=file)  # noqa: E731
+    p(f"\n## CPU benchmark: {info['date']}")
+    p(f"machine: {info['cpu']}, {info['cores']} cores; numpy {info['numpy']}, torch {info['torch']}, "
+      f"python {info['python']}, OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}")
+    p(f"measured sgemm (2048^3, best of 8): NumPy/OpenBLAS {sgemm['numpy']:.0f} GFLOP/s, "
+      f"PyTorch/MKL {sgemm.get('torch', float('nan')):.0f} GFLOP/s; MFU below is against NumPy's")
+    p("float32, dropout off, Adam (GPT-1 formula) with weight decay 0.01 and clipping at 1; "
+      "ratio = minigpt speed / PyTorch speed, median of per-round ratios [min-max]\n")
+    p("| config | implementation | ms/step | tokens/s | minigpt speed / this | MFU | peak RSS MiB | "
+      "sample tok/s (KV cache) | CPU ms/step |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for res in results:
+        fpt = flops_per_token(CONFIGS[res["config"]][0])
+        for impl, e in res["impls"].items():
+            ratio = (f"{e['ratio_median']:.2f}x [{e['ratio_min']:.2f}-{e['ratio_max']:.2f}]"
+                     if "ratio_median" in e else "-")
+            mfu = fpt * e["tokens_per_s"] / (sgemm["numpy"] * 1e9)
+            st = f"{e['sample_tokens_per_s']:.0f}" if "sample_tokens_per_s" in e else "-"
+            p(f"| {res['config']} (B={res['batch']}) | {impl} | {1e3 * e['median_s']:.1f} | "
+              f"{e['tokens_per_s']:.0f} | {ratio} | {100 * mfu:.0f}% | {e['peak_rss_mb']:.0f} | {st} | "
+              f"{1e3 * e['cpu_median_s']:.0f} |")
+    p("")
+    for res in results:
+        p(f"{res['config']}: {res['rounds']} timed rounds after {res['warmup']} warm-up; load "
+          f"average {res['load_before']:.1f} before, {res['load_after']:.1f} after; losses " +
+          ", ".join(f"{i} {e['last_loss']:.5f}/{e['eval_loss']:.5f}" for i, e in res["impls"].items())
+          + " (last step / held-out)")
+    if gradcheck_s is not None:
+        p(f"whole-model float64 gradcheck (2 layers, 8 wide, {gradcheck_s[1]} parameters): "
+          f"{gradcheck_s[0]:.1f} s")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", default="tiny,small,gpt1")
+    ap.add_argument("--impls", default=",".join(IMPLS))
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default per config)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--sample-rounds", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=2.5e-4)
+    ap.add_argument("--tol", type=float, default=5e-5, help="loss agreement tolerance")
+    ap.add_argument("--no-extras", action="store_true",
+                    help="skip the sgemm measurement and the gradcheck timing (--sample-rounds 0 "
+                         "skips sampling)")
+    ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads per implementation (default: each library's own, all cores)")
+    args = ap.parse_args(argv)
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    impls = [i for i in args.impls.split(",") if i]
+    info = machine_info()
+    sgemm = {"numpy": float("nan")}
+    gradcheck_s = None
+    if not args.no_extras:
+        sgemm["numpy"] = float(run_python(SGEMM))
+        try:
+            sgemm["torch"] = float(run_python(SGEMM_TORCH))
+        except RuntimeError:
+            pass
+        log(f"sgemm: {sgemm}")
+    results, problems = [], []
+    for name in [c for c in args.configs.split(",") if c]:
+        rounds = args.rounds if args.rounds is not None else CONFIGS[name][2]
+        t0 = time.perf_counter()
+        res = bench_config(name, impls, rounds, args.warmup,
+                           args.sample_rounds,
+                           {"lr": args.lr, "weight_decay": 0.01}, log, args.threads)
+        log(f"  {name}: {time.perf_counter() - t0:.0f} s")
+        results.append(res)
+        problems += check_losses(res, args.tol)
+    if not args.no_extras:
+        secs, n = run_python(GRADCHECK).split()
+        gradcheck_s = (float(secs), int(n))
+    print_table(info, results, sgemm, gradcheck_s)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"info": info, "sgemm": sgemm, "results": results,
+                                               "gradcheck_s": gradcheck_s, "problems": problems},
+                                              indent=1))
+    if problems:
+        print("\nFAIL: the implementations' losses disagree:\n  " + "\n  ".join(problems))
+        return 1
+    print(f"\nlosses agree to {args.tol} in every config")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
