@@ -199,6 +199,14 @@ DEMO_STEPS = 600
 _EXTRA_COMMANDS = []  # other modules (fine-tuning) register their sub-commands here
 
 
+def _finetune_commands(sub) -> None:
+    from .finetune import add_commands  # finetune, predict
+    add_commands(sub)
+
+
+_EXTRA_COMMANDS.append(_finetune_commands)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,0 +1,477 @@
+"""Supervised fine-tuning (the paper's section 3.2): L3 = L2 + lambda * L1.
+
+    L2  the task loss: cross-entropy of the head's logits (tagging: first sub-tokens only)
+    L1  the auxiliary language-model loss on the same input tokens (padding excluded), with
+        the tied output embedding; lambda = --lm-coef (GPT-1: 0.5; 0 switches it off)
+
+Defaults are GPT-1's release: Adam lr 6.25e-5, batch 32 (examples), 3 epochs, `warmup_linear`
+with warm-up over 0.2% of the updates, weight decay 0.01 on matrices, gradient norm clipped
+at 1, dropout 0.1 on the classifier input (and the pretrained model's own dropout).
+
+A run directory (`--out`, must not exist unless --force):
+    ckpt/          the fine-tuned checkpoint: a normal minigpt checkpoint of the transformer
+                   (config.json, model.safetensors, tokenizer with the special tokens,
+                   state.json) plus head.safetensors and task.json (task, label names, head)
+    metrics.jsonl  one line per update (loss, task loss, LM loss, lr)
+    results.json   the held-out metrics (accuracy; entity-level P/R/F1 for tagging)
+The checkpoint is written atomically, as pretraining's: a crash never leaves half of one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import random as mgrandom
+from . import safetensors
+from .autograd import no_grad
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .heads import TaskModel, make_head, task_loss
+from .model import GPT
+from .optim import Adam, warmup_linear
+from .tasks import (IGNORE_INDEX, TASKS, TaskData, TaskEncoder, Truncation, add_special_tokens,
+                    collate, entity_prf, lm_targets, load_task_data, read_user_file,
+                    special_ids)
+from .train import TrainingError, _StopOnCtrlC
+
+__all__ = ["FinetuneConfig", "finetune", "evaluate_task", "predict", "load_base",
+           "save_finetuned", "load_finetuned", "TASK_FILE", "HEAD_FILE"]
+
+TASK_FILE = "task.json"
+HEAD_FILE = "head.safetensors"
+TASK_FORMAT = "minigpt-finetuned"
+
+
+@dataclass
+class FinetuneConfig:
+    task: str = "classify"
+    data: str = "rotten_tomatoes"
+    init: str | None = None            # pretrained run/checkpoint dir (or a HuggingFace dir)
+    out: str | None = None             # run directory; None: no files (library use)
+    test: str | None = None            # a user test file (default: every 10th example held out)
+    lm_coef: float = 0.5               # lambda of L3 = L2 + lambda * L1
+    epochs: int = 3
+    batch_size: int = 32               # examples per update (a choice example is K sequences)
+    lr: float = 6.25e-5
+    warmup: float = 0.002              # fraction of the updates with linear warm-up
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    clf_pdrop: float = 0.1
+    seed: int = 42
+    pretrained: bool = True            # False: the same architecture with random weights
+    max_train: int | None = None       # use a fixed random subset of the training examples
+    max_test: int | None = None        # evaluate on a fixed random subset of the test split
+    eval_batch_size: int = 64
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("epochs, batch_size and eval_batch_size must be >= 1")
+        if self.lr <= 0 or self.lm_coef < 0 or not 0 <= self.warmup < 1:
+            raise ValueError(f"need lr > 0, lm_coef >= 0 and 0 <= warmup < 1 (got lr={self.lr}, "
+                             f"lm_coef={self.lm_coef}, warmup={self.warmup})")
+        if not 0 <= self.clf_pdrop < 1:
+            raise ValueError(f"clf_pdrop must be in [0, 1), got {self.clf_pdrop}")
+
+
+# ----------------------------------------------------------------------------- model loading
+
+def load_base(init, pretrained: bool = True, seed: int = 0):
+    """(GPT, tokenizer) to fine-tune: the checkpoint's weights, or with pretrained=False the
+    same architecture and tokenizer with freshly initialised weights (the "no pretraining"
+    ablation). The tokenizer gets the start/delimiter/extract tokens and the embedding grows
+    by their rows, drawn N(0, 0.02) from `seed`."""
+    if init is None:
+        raise ValueError("fine-tuning needs --init: a pretrained run or checkpoint directory "
+                         "(its architecture and tokenizer are used even without pretraining)")
+    p = Path(init)
+    if (p / "config.json").is_file() and not (p / "state.json").is_file():  # HuggingFace dir
+        from .tokenizers import BPETokenizer
+        model, tokenizer = GPT.from_pretrained(p), BPETokenizer.from_pretrained(p)
+    else:
+        model, tokenizer, _ = load_checkpoint(p)
+        if (resolve_checkpoint(p) / TASK_FILE).is_file():
+            raise CheckpointError(f"{init} is already a fine-tuned checkpoint; --init takes a "
+                                  "pretrained one")
+    if tokenizer is None:
+        raise CheckpointError(f"checkpoint {init} has no tokenizer files")
+    n_base = tokenizer.vocab_size
+    if model.config.vocab_size < n_base:
+        raise CheckpointError(f"{init}: the model has {model.config.vocab_size} embedding rows "
+                              f"but its tokenizer {n_base} tokens")
+    if not pretrained:
+        model = GPT(model.config, seed=seed)
+    add_special_tokens(tokenizer)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        model.resize_token_embeddings(tokenizer.vocab_size, seed=seed)
+    return model, tokenizer
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_finetuned(path, model: TaskModel, tokenizer, info: dict, state: dict | None = None) -> Path:
+    """Write a fine-tuned checkpoint directory atomically (staged beside it, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.stage", dir=path.parent))
+    try:
+        inner = save_checkpoint(staging / "ckpt", model.transformer, tokenizer, None, state or {})
+        safetensors.save_file(dict(model.head.state_dict()), inner / HEAD_FILE,
+                              metadata={"format": "np"})
+        (inner / TASK_FILE).write_text(json.dumps({"format": TASK_FORMAT, "version": 1, **info},
+                                                  indent=2), encoding="utf-8")
+        old = path.parent / f".{path.name}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(inner, path)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def load_finetuned(path):
+    """(TaskModel in eval mode, tokenizer, task info, state) from a fine-tuned run/checkpoint."""
+    ckpt = resolve_checkpoint(path)
+    task_file = ckpt / TASK_FILE
+    if not task_file.is_file():
+        raise CheckpointError(f"{path} is not a fine-tuned checkpoint (no {TASK_FILE}); "
+                              "fine-tune one with `minigpt finetune`")
+    try:
+        info = json.loads(task_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{task_file}: corrupt JSON: {e}") from None
+    if info.get("format") != TASK_FORMAT:
+        raise CheckpointError(f"{task_file}: not a minigpt fine-tuning file")
+    transformer, tokenizer, state = load_checkpoint(ckpt)
+    if tokenizer is None:
+        raise CheckpointError(f"{ckpt}: no tokenizer files")
+    head = make_head(info["task"], transformer.config.n_embd, len(info["labels"]),
+                     pdrop=info.get("clf_pdrop", 0.1), dtype=np.dtype(transformer.config.dtype))
+    try:
+        head.load_state_dict(safetensors.load_file(ckpt / HEAD_FILE))
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        raise CheckpointError(f"{ckpt / HEAD_FILE}: {e}") from None
+    model = TaskModel(transformer, head, info["task"])
+    model.eval()
+    return model, tokenizer, info, state
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def _batches(encoded, batch_size, task):
+    for i in range(0, len(encoded), batch_size):
+        yield encoded[i:i + batch_size], collate(encoded[i:i + batch_size], task)
+
+
+def predict_encoded(model: TaskModel, encoded, task: str, batch_size: int = 64):
+    """Per example: (predicted class index, probabilities) or, for tagging, the tag id of each
+    kept word. Runs in eval mode without a graph."""
+    was = model.training
+    model.eval()
+    out = []
+    with no_grad():
+        for items, b in _batches(encoded, batch_size, task):
+            logits, _ = model(b.idx, b.mask, b.extract, b.group)
+            z = np.asarray(logits.numpy(), dtype=np.float64)
+            z = np.exp(z - z.max(axis=-1, keepdims=True))
+            probs = z / z.sum(axis=-1, keepdims=True)
+            if task == "tag":
+                for i, it in enumerate(items):
+                    out.append(probs[i, it.first].argmax(-1).tolist())
+            else:
+                out.extend((int(p.argmax()), p) for p in probs)
+    model.train(was)
+    return out
+
+
+def evaluate_task(model: TaskModel, encoded, task: str, labels, batch_size: int = 64) -> dict:
+    """Accuracy (classify/entail/similar/choice) or entity-level P/R/F1 (tag) on `encoded`."""
+    preds = predict_encoded(model, encoded, task, batch_size)
+    if task == "tag":
+        gold = [[labels[t] for t in it.label] for it in encoded]
+        pred = [[labels[t] for t in p] for p in preds]
+        res = entity_prf(gold, pred)
+        n_tok = sum(len(g) for g in gold)
+        res["token_accuracy"] = sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p)) / max(n_tok, 1)
+        res["examples"] = len(encoded)
+        return res
+    correct = sum(int(p == it.label) for (p, _), it in zip(preds, encoded))
+    return {"accuracy": correct / max(len(encoded), 1), "examples": len(encoded)}
+
+
+def headline(task: str, metrics: dict) -> str:
+    if task == "tag":
+        return (f"entity F1 {metrics['f1']:.4f} (precision {metrics['precision']:.4f}, recall "
+                f"{metrics['recall']:.4f}) on {metrics['examples']} held-out sentences")
+    return f"accuracy {metrics['accuracy']:.4f} on {metrics['examples']} held-out examples"
+
+
+# ----------------------------------------------------------------------------- training
+
+def _subset(examples, n, seed=0):
+    """A fixed random subset (the same for every run seed and every ablation condition)."""
+    if n is None or n >= len(examples):
+        return list(examples)
+    keep = np.sort(np.random.default_rng(seed).permutation(len(examples))[:n])
+    return [examples[i] for i in keep]
+
+
+def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, log=print,
+             data: TaskData | None = None, save: bool = True) -> dict:
+    """Fine-tune `cfg.init` on a task; returns a summary with the held-out metrics.
+
+    data: an already loaded TaskData (else `cfg.data`/`cfg.test` are loaded). save=False (or
+    cfg.out None) writes no files, for experiments that only want the metrics.
+    """
+    out = Path(cfg.out) if cfg.out else None
+    save = save and out is not None
+    if save and out.exists() and any(out.iterdir()):
+        if not force:
+            raise TrainingError(f"output directory {out} already exists; pass --force to "
+                                "overwrite it")
+        shutil.rmtree(out)
+
+    t0 = time.perf_counter()
+    if data is None:
+        data = load_task_data(cfg.task, cfg.data, cfg.test)
+    elif data.task != cfg.task:
+        raise ValueError(f"data set {data.name} is a {data.task!r} task, not {cfg.task!r}")
+    log(data.counts())
+    model_gpt, tokenizer = load_base(cfg.init, cfg.pretrained, cfg.seed)
+    train_ex = _subset(data.train, cfg.max_train)
+    test_ex = _subset(data.test, cfg.max_test)
+    if len(train_ex) < len(data.train) or len(test_ex) < len(data.test):
+        log(f"using {len(train_ex)} of {len(data.train)} training and {len(test_ex)} of "
+            f"{len(data.test)} test examples (fixed random subsets)")
+
+    n_ctx = model_gpt.config.n_ctx
+    encoder = TaskEncoder(cfg.task, tokenizer, n_ctx, data.labels)
+    tr_trunc, te_trunc = Truncation(), Truncation()
+    train_enc = encoder.encode(train_ex, tr_trunc)
+    test_enc = encoder.encode(test_ex, te_trunc)
+    for trunc, what in ((tr_trunc, "training examples"), (te_trunc, "test examples")):
+        msg = trunc.report(what)
+        if msg:
+            log(msg)
+
+    mgrandom.manual_seed(cfg.seed)
+    n_labels = len(data.labels)
+    head = make_head(cfg.task, model_gpt.config.n_embd, n_labels, pdrop=cfg.clf_pdrop,
+                     dtype=np.dtype(model_gpt.config.dtype), seed=cfg.seed + 1)
+    model = TaskModel(model_gpt, head, cfg.task)
+    steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    opt = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+               max_grad_norm=cfg.max_grad_norm, schedule=warmup_linear(total, cfg.warmup))
+    order_rng = np.random.default_rng(cfg.seed)
+    kind = "pretrained" if cfg.pretrained else "randomly initialised (no pretraining)"
+    log(f"fine-tuning {kind} model ({model.num_parameters():,} parameters, context {n_ctx}) on "
+        f"{data.name} [{cfg.task}]: {cfg.epochs} epochs x {steps_per_epoch} updates of "
+        f"{cfg.batch_size}, lr {cfg.lr:g}, lm_coef {cfg.lm_coef:g}")
+
+    metrics_file = None
+    if save:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_file = (out / "metrics.jsonl").open("w")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, desc=f"finetune {cfg.task}", dynamic_ncols=True)
+    status, step, last = "completed", 0, {}
+    model.train()
+    stop = _StopOnCtrlC()
+    try:
+        with stop:
+            for epoch in range(cfg.epochs):
+                perm = order_rng.permutation(len(train_enc))
+                for s in range(steps_per_epoch):
+                    if stop.requested:
+                        status = "interrupted"
+                        break
+                    b = collate([train_enc[i] for i in perm[s * cfg.batch_size:
+                                                            (s + 1) * cfg.batch_size]], cfg.task)
+                    logits, h = model(b.idx, b.mask, b.extract, b.group)
+                    l2 = task_loss(cfg.task, logits, b.labels)
+                    loss = l2
+                    l1 = None
+                    if cfg.lm_coef > 0:
+                        l1 = model.lm_loss(h, lm_targets(b.idx, b.mask))
+                        loss = l2 + l1 * cfg.lm_coef
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise TrainingError(f"loss became {value} at update {step + 1}; try a "
+                                            "lower --lr")
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    step += 1
+                    last = {"step": step, "epoch": epoch + 1, "loss": round(value, 6),
+                            "task_loss": round(l2.item(), 6), "lr": opt.last_lr}
+                    if l1 is not None:
+                        last["lm_loss"] = round(l1.item(), 6)
+                    if metrics_file:
+                        metrics_file.write(json.dumps(last) + "\n")
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{value:.3f}", task=f"{l2.item():.3f}")
+                        bar.update(1)
+                if status == "interrupted":
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics_file:
+            metrics_file.close()
+    train_time = time.perf_counter() - t0
+
+    metrics = None
+    if status == "completed":
+        metrics = evaluate_task(model, test_enc, cfg.task, data.labels, cfg.eval_batch_size)
+        log(f"held-out {data.name}: {headline(cfg.task, metrics)}")
+    info = {"task": cfg.task, "labels": list(data.labels), "clf_pdrop": cfg.clf_pdrop,
+            "data": data.name, "data_source": data.source, "metrics": metrics,
+            "special_tokens": special_ids(tokenizer)}
+    summary = {"status": status, "step": step, "total_steps": total, "metrics": metrics,
+               "last": last, "seconds": round(time.perf_counter() - t0, 1),
+               "train_seconds": round(train_time, 1), "model": model, "tokenizer": tokenizer,
+               "labels": list(data.labels), "truncated_train": tr_trunc.truncated_examples,
+               "truncated_test": te_trunc.truncated_examples}
+    if save:
+        ckpt = save_finetuned(out / "ckpt", model, tokenizer, info, {
+            "step": step, "status": status, "finetune_config": dataclasses.asdict(cfg),
+            "last": last})
+        (out / "results.json").write_text(json.dumps({
+            "status": status, "step": step, "metrics": metrics, "data": data.name,
+            "task": cfg.task, "config": dataclasses.asdict(cfg),
+            "train_examples": len(train_enc), "test_examples": len(test_enc)}, indent=2))
+        summary["ckpt"] = str(ckpt)
+        if status == "interrupted":
+            log(f"interrupted at update {step} of {total}: checkpoint saved in {ckpt} "
+                "(not evaluated)")
+    return summary
+
+
+# ----------------------------------------------------------------------------- prediction
+
+def predict(ckpt, input_path, batch_size: int = 64, out=None, log=None) -> dict:
+    """Print predictions for a file in the task's format (labels optional; when the file has
+    them, accuracy or entity F1 is reported too). Returns {"predictions": [...], "metrics"}."""
+    out = out or sys.stdout
+    log = log or (lambda m: print(m, file=sys.stderr))
+    model, tokenizer, info, _ = load_finetuned(ckpt)
+    task, labels = info["task"], info["labels"]
+    examples = read_user_file(input_path, task, labelled=None)
+    encoder = TaskEncoder(task, tokenizer, model.transformer.config.n_ctx, labels)
+    has_labels = all(ex.label is not None for ex in examples)
+    if task == "choice" and len(examples[0].choices) != len(labels):
+        log(f"note: {input_path} has {len(examples[0].choices)} endings per example; the model "
+            f"was fine-tuned with {len(labels)} (the head scores any number)")
+    if not has_labels:
+        examples = [dataclasses.replace(ex, label=None) for ex in examples]
+    trunc = Truncation()
+    enc = encoder.encode(examples, trunc)
+    msg = trunc.report("inputs")
+    if msg:
+        log(msg)
+    preds = predict_encoded(model, enc, task, batch_size)
+    results = []
+    for ex, p in zip(examples, preds):
+        if task == "tag":
+            tags = [labels[t] for t in p] + ["O"] * (len(ex.words) - len(p))
+            results.append(tags)
+            for w, t in zip(ex.words, tags):
+                print(f"{w}\t{t}", file=out)
+            print(file=out)
+        elif task == "choice":
+            k, probs = p
+            results.append(k)
+            print(f"{k + 1}\t{probs[k]:.4f}\t{ex.choices[k]}", file=out)
+        else:
+            k, probs = p
+            results.append(labels[k])
+            shown = ex.text if task == "classify" else f"{ex.text}\t{ex.text2}"
+            print(f"{labels[k]}\t{probs[k]:.4f}\t{shown}", file=out)
+    metrics = None
+    if has_labels:
+        if task == "tag":
+            metrics = entity_prf([list(ex.label) for ex in examples], results)
+        else:
+            gold = [ex.label for ex in examples]
+            metrics = {"accuracy": float(np.mean([g == r for g, r in zip(gold, results)]))}
+        summary = (f"entity F1 {metrics['f1']:.4f}" if task == "tag"
+                   else f"accuracy {metrics['accuracy']:.4f}")
+        log(f"{len(examples)} labelled examples in {input_path}: {summary}")
+    return {"predictions": results, "metrics": metrics, "task": task}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_commands(sub) -> None:
+    """Register `finetune` and `predict` on the `minigpt` command line's subparsers."""
+    d = FinetuneConfig()
+    p = sub.add_parser("finetune", help="fine-tune a pretrained model on a task (L2 + lambda*L1)")
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--data", required=True,
+                   help="built-in data set (rotten_tomatoes, shakespeare_genre, shakespeare_reply,"
+                        " shakespeare_same_play, shakespeare_next_speech, shakespeare_names) or "
+                        "a file: .tsv/.csv/.jsonl, CoNLL for tag, Story-Cloze .csv for choice")
+    p.add_argument("--test", default=None, help="test file for a user --data file (default: "
+                   "every 10th example of --data is held out)")
+    p.add_argument("--init", required=True, help="pretrained run or checkpoint directory")
+    p.add_argument("--out", required=True, help="run directory for the fine-tuned checkpoint")
+    p.add_argument("--lm-coef", type=float, default=d.lm_coef,
+                   help="lambda, weight of the auxiliary LM loss (0 switches it off)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup", type=float, default=d.warmup,
+                   help="fraction of the updates spent warming up (linear), then linear decay")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
+    p.add_argument("--clf-pdrop", type=float, default=d.clf_pdrop, help="classifier dropout")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-pretrain", action="store_true",
+                   help="ablation: the --init architecture and tokenizer, random weights")
+    p.add_argument("--max-train", type=int, default=None, help="train on a random subset")
+    p.add_argument("--max-test", type=int, default=None, help="evaluate on a random subset")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("predict", help="predictions of a fine-tuned checkpoint for a file")
+    p.add_argument("--ckpt", required=True, help="fine-tuned run or checkpoint directory")
+    p.add_argument("--input", required=True, help="a file in the task's format (labels optional)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_finetune(args) -> int:
+    cfg = FinetuneConfig(task=args.task, data=args.data, init=args.init, out=args.out,
+                         test=args.test, lm_coef=args.lm_coef, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+                         clf_pdrop=args.clf_pdrop, seed=args.seed,
+                         pretrained=not args.no_pretrain, max_train=args.max_train,
+                         max_test=args.max_test)
+    summary = finetune(cfg, force=args.force, progress=not args.no_progress)
+    print(f"{summary['status']} after {summary['step']} updates "
+          f"({summary['seconds']:.0f} s); checkpoint: {summary.get('ckpt')}")
+    return 130 if summary["status"] == "interrupted" else 0
+
+
+def cmd_predict(args) -> int:
+    predict(args.ckpt, args.input, batch_size=args.batch_size)
+    return 0
