@@ -126,33 +126,49 @@ class LayerNorm(Function):
     With xhat = (x - mean) * rstd and gh = g * w:
       dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)),
       dw = sum over rows of g * xhat,   db = sum over rows of g.
-    Shapes: x (..., C), w (C,), b (C,).
+    Shapes: x (..., C), w (C,), b (C,); rows N = x.size / C.
+    Speed: the row means are matrix-vector products with a (C,) vector of 1/C (BLAS instead of
+    NumPy's reduction loop), mean(gh) = g @ (w/C) and mean(gh * xhat) = (g * xhat) @ (w/C)
+    reuse the product g * xhat that dw needs, and the formulas run in place.
     """
 
     def forward(self, x, weight, bias, eps=1e-5):
         xp = get_array_module(x)
-        if weight.shape != (x.shape[-1],) or bias.shape != (x.shape[-1],):
+        C = x.shape[-1]
+        if weight.shape != (C,) or bias.shape != (C,):
             raise ValueError(f"layer_norm: input shape {x.shape} does not match weight "
                              f"{weight.shape} / bias {bias.shape}")
-        mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-        xc = x - mean
-        var = (xc * xc).mean(axis=-1, keepdims=True)  # biased variance, as GPT-1
-        rstd = 1.0 / xp.sqrt(var + x.dtype.type(eps))  # (..., 1)
-        xhat = xc * rstd
+        dt = x.dtype.type
+        x2 = x.reshape(-1, C)                                # (N, C)
+        inv_c = xp.full(C, 1.0 / C, dtype=x.dtype)           # (C,) of 1/C: a mean as a matvec
+        xhat = x2 - (x2 @ inv_c)[:, None]                    # x - mean, (N, C)
+        sq = xhat * xhat
+        var = sq @ inv_c                                     # biased variance, as GPT-1, (N,)
+        var += dt(eps)
+        rstd = xp.sqrt(var, out=var)
+        xp.divide(dt(1.0), rstd, out=rstd)                   # 1/sqrt(var + eps), (N,)
+        xhat *= rstd[:, None]
         self.save(xhat, rstd, weight)
-        return xhat * weight + bias
+        y = xp.multiply(xhat, weight, out=sq)                # reuse the (N, C) buffer
+        y += bias
+        return y.reshape(x.shape)
 
     def backward(self, g):
+        xp = get_array_module(g)
         xhat, rstd, weight = self.saved
         C = xhat.shape[-1]
-        gh = g * weight
-        mean_gh = gh.mean(axis=-1, keepdims=True)
-        mean_ghx = (gh * xhat).mean(axis=-1, keepdims=True)
-        dx = rstd * (gh - mean_gh - xhat * mean_ghx)
-        g2 = g.reshape(-1, C)
-        dw = _sum_rows((g * xhat).reshape(-1, C))
+        g2 = g.reshape(-1, C)                                # (N, C)
+        gx = g2 * xhat                                       # g * xhat, (N, C)
+        dw = _sum_rows(gx)                                   # (C,)
         db = _sum_rows(g2)
-        return dx, dw, db
+        w_c = weight / weight.dtype.type(C)                  # (C,) of w/C
+        mean_ghx = gx @ w_c                                  # mean(g w xhat), (N,)
+        mean_gh = g2 @ w_c                                   # mean(g w), (N,)
+        dx = g2 * weight                                     # gh, (N, C)
+        dx -= mean_gh[:, None]
+        dx -= xp.multiply(xhat, mean_ghx[:, None], out=gx)   # reuse gx's buffer
+        dx *= rstd[:, None]
+        return dx.reshape(g.shape), dw, db
 
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
@@ -167,22 +183,43 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 class GELU(Function):
     """y = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-1's tanh form).
 
-    dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2),   t = tanh(u).
-    x^3 is written x*x*x: `x**3` on float32 goes through powf and is many times slower.
+    dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2),   t = tanh(u),
+    so backward needs only x and the saved t (no second tanh).
+    Speed: x^3 is written x*x*x (`x**3` on float32 goes through powf, many times slower), and
+    each formula runs in place in one or two buffers: a fresh (N, 4C) temporary per
+    sub-expression would cost a memory pass and page faults each.
     """
 
     def forward(self, x):
         xp = get_array_module(x)
-        c = x.dtype.type(_SQRT_2_OVER_PI)
-        t = xp.tanh(c * (x + x.dtype.type(0.044715) * (x * x * x)))
+        dt = x.dtype.type
+        t = xp.multiply(x, x, out=xp.empty_like(x))  # x^2 (a new buffer; t ends as tanh(u))
+        t *= x                          # x^3
+        t *= dt(0.044715)
+        t += x                          # x + 0.044715 x^3
+        t *= dt(_SQRT_2_OVER_PI)        # u
+        xp.tanh(t, out=t)               # t = tanh(u)
+        y = xp.add(t, dt(1.0), out=xp.empty_like(x))  # 1 + t (the output buffer)
+        y *= x
+        y *= dt(0.5)                    # 0.5 x (1 + t)
         self.save(x, t)
-        return 0.5 * x * (1.0 + t)
+        return y
 
     def backward(self, g):
         x, t = self.saved
-        c = x.dtype.type(_SQRT_2_OVER_PI)
-        du = c * (1.0 + x.dtype.type(3 * 0.044715) * (x * x))
-        return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du),)
+        dt = x.dtype.type
+        d = x * x                       # x^2
+        d *= dt(3 * 0.044715 * _SQRT_2_OVER_PI)
+        d += dt(_SQRT_2_OVER_PI)        # du/dx = sqrt(2/pi) (1 + 3*0.044715 x^2)
+        s = t * t
+        s -= dt(1.0)                    # t^2 - 1 = -(1 - t^2)
+        d *= s
+        d *= x                          # -x (1 - t^2) du/dx
+        d -= t
+        d -= dt(1.0)                    # -(1 + t + x (1 - t^2) du/dx)
+        d *= g
+        d *= dt(-0.5)                   # g * dy/dx
+        return (d,)
 
 
 def gelu(x: Tensor) -> Tensor:
@@ -278,42 +315,60 @@ class Attention(Function):
     Backward, with g = dO:
       dv = P^T @ g,   dP = g @ v^T,   dS = P * (dP - rowsum(dP * P)),
       dq = scale * dS @ k,   dk = scale * dS^T @ q.
+    rowsum(dP * P) equals rowsum(g * O) (sum_j P_ij g_i.v_j = g_i.O_i), a (Tq, hs) product
+    instead of a (Tq, Tk) one, as FlashAttention computes it.
     A query row that sees no key at all (every key padded) outputs zeros.
 
     Attention dropout (GPT-1's attn_pdrop) multiplies P by a mask D (0 or 1/(1-p)) before
-    the product with v:  O = (P * D) @ v,  so  dv = (P * D)^T @ g  and  dP = (g @ v^T) * D.
+    the product with v:  O = (P * D) @ v,  so  dv = (P * D)^T @ g  and  dP = (g @ v^T) * D
+    (the rowsum identity still holds: sum_j P_ij D_ij g_i.v_j = g_i.O_i).
+
+    Speed: the scale is folded into q (smaller than S), the mask is added (0 or -inf) instead
+    of selected with `where`, softmax runs in place in S's buffer, its row sums are
+    matrix-vector products with ones (BLAS), and O is written straight into a (B, Tq, nh, hs)
+    buffer, so the caller's transpose back to (B, Tq, C) is a free view rather than a copy.
     """
 
     def forward(self, q, k, v, mask=None, dropout_p=0.0, rng=None):
         xp = get_array_module(q)
-        hs = q.shape[-1]
-        scale = q.dtype.type(1.0 / math.sqrt(hs))
+        B, nh, Tq, hs = q.shape
+        Tk, dt = k.shape[2], q.dtype.type
+        scale = dt(1.0 / math.sqrt(hs))
         qs = q * scale  # fold the scale into q: (B, nh, Tq, hs) is smaller than the scores
-        S = qs @ k.swapaxes(-1, -2)  # (B, nh, Tq, Tk)
+        S = qs @ k.swapaxes(-1, -2)  # (B, nh, Tq, hs) @ (B, nh, hs, Tk) -> (B, nh, Tq, Tk)
         if mask is not None:
-            S = xp.where(mask, S, S.dtype.type(-np.inf))
+            S += xp.where(mask, dt(0), dt(-np.inf))  # additive mask: (Tq, Tk) or (B, 1, Tq, Tk)
         m = S.max(axis=-1, keepdims=True)  # (B, nh, Tq, 1)
-        m = xp.where(xp.isfinite(m), m, m.dtype.type(0))  # fully masked rows
-        P = xp.exp(S - m, out=S)
-        den = P.sum(axis=-1, keepdims=True)
-        P /= xp.where(den > 0, den, den.dtype.type(1))
+        m[~xp.isfinite(m)] = 0  # fully masked rows: exp(-inf - 0) = 0 everywhere
+        S -= m
+        P = xp.exp(S, out=S)  # unnormalised, in S's buffer
+        den = P @ xp.ones(Tk, dtype=P.dtype)  # row sums as a matvec: (B, nh, Tq)
+        den[den == 0] = 1  # rows with no visible key stay all zeros
+        P *= (dt(1.0) / den)[..., None]
         D = None
         if dropout_p > 0.0:
-            keep = xp.asarray(rng.random(P.shape, dtype=P.dtype)) >= P.dtype.type(dropout_p)
-            D = keep.astype(P.dtype) * P.dtype.type(1.0 / (1.0 - dropout_p))
-        self.save(qs, k, v, P, D)
+            keep = xp.asarray(rng.random(P.shape, dtype=P.dtype)) >= dt(dropout_p)
+            D = keep.astype(P.dtype) * dt(1.0 / (1.0 - dropout_p))
+        out = xp.empty((B, Tq, nh, hs), dtype=q.dtype)  # heads side by side, as the caller wants
+        O = out.transpose(0, 2, 1, 3)  # (B, nh, Tq, hs), a strided view of out
+        xp.matmul(P if D is None else P * D, v, out=O)  # (B, nh, Tq, Tk) @ (B, nh, Tk, hs)
+        self.save(qs, k, v, P, D, O)
         self.scale = scale
-        return (P if D is None else P * D) @ v  # (B, nh, Tq, Tk) @ (B, nh, Tk, hs) -> (B, nh, Tq, hs)
+        return O
 
     def backward(self, g):
-        qs, k, v, P, D = self.saved
+        xp = get_array_module(g)
+        qs, k, v, P, D, O = self.saved
         PD = P if D is None else P * D
         dv = PD.swapaxes(-1, -2) @ g  # (B, nh, Tk, Tq) @ (B, nh, Tq, hs) -> (B, nh, Tk, hs)
-        dP = g @ v.swapaxes(-1, -2)  # (B, nh, Tq, hs) @ (B, nh, hs, Tk) -> (B, nh, Tq, Tk)
+        dS = g @ v.swapaxes(-1, -2)  # dP: (B, nh, Tq, hs) @ (B, nh, hs, Tk) -> (B, nh, Tq, Tk)
         if D is not None:
-            dP *= D
-        dS = P * (dP - (dP * P).sum(axis=-1, keepdims=True))
-        dq = (dS @ k) * self.scale  # (B, nh, Tq, hs)
+            dS *= D
+        r = (g * O) @ xp.ones(O.shape[-1], dtype=O.dtype)  # rowsum(dP * P) = rowsum(g * O), (B, nh, Tq)
+        dS -= r[..., None]
+        dS *= P  # dS = P * (dP - rowsum(dP * P)), in dP's buffer
+        dq = dS @ k  # (B, nh, Tq, Tk) @ (B, nh, Tk, hs) -> (B, nh, Tq, hs)
+        dq *= self.scale
         dk = dS.swapaxes(-1, -2) @ qs  # (B, nh, Tk, hs); qs already carries the scale
         return dq, dk, dv
 
@@ -392,28 +447,37 @@ class CrossEntropy(Function):
 
     dz_n = g * (softmax(z_n) - onehot(y_n)) / N_kept for kept rows, 0 for ignored ones.
     Shapes: logits (N, V), targets int (N,). With no kept row the loss is 0 (no gradient).
+    Computed stably as logsumexp(z) - z[y] = log(sum(exp(z - max))) - (z[y] - max): both
+    terms stay small. Speed: exp(z - max) is kept for backward (softmax = e / sum(e)), the
+    row sums are a matvec with ones, and the full log-softmax array is never formed: with
+    GPT-1's 40478-word vocabulary each (N, V) pass costs as much as a small layer.
     """
 
     def forward(self, logits, targets=None, ignore_index=-100):
         xp = get_array_module(logits)
+        N, V = logits.shape
         keep = targets != ignore_index  # (N,)
         n_kept = int(keep.sum())
         safe = xp.where(keep, targets, 0)  # ignored rows read class 0, then are zeroed
-        logp = _log_softmax(logits, axis=-1)  # (N, V) = z - logsumexp(z), stable
-        picked = xp.take_along_axis(logp, safe[:, None], axis=-1)[:, 0]  # (N,)
-        self.save(logp, safe, keep)
+        m = logits.max(axis=-1)  # (N,)
+        rows = xp.arange(N)
+        picked = logits[rows, safe] - m  # z[y] - max, (N,)
+        e = xp.subtract(logits, m[:, None], out=xp.empty_like(logits))  # z - max <= 0, (N, V)
+        xp.exp(e, out=e)
+        s = e @ xp.ones(V, dtype=logits.dtype)  # sum(exp(z - max)) >= 1, (N,)
+        losses = (xp.log(s) - picked) * keep
+        self.save(e, s, safe, keep)
         self.n_kept = n_kept
-        losses = -picked * keep
         return losses.sum() / logits.dtype.type(max(n_kept, 1))
 
     def backward(self, g):
         xp = get_array_module(g)
-        logp, safe, keep = self.saved
+        e, s, safe, keep = self.saved
         if self.n_kept == 0:
-            return (xp.zeros_like(logp),)
-        dz = xp.exp(logp)  # softmax, (N, V)
-        dz[xp.arange(dz.shape[0]), safe] -= 1.0
-        dz *= (keep.astype(dz.dtype) * (g / logp.dtype.type(self.n_kept)))[:, None]
+            return (xp.zeros_like(e),)
+        coef = keep.astype(e.dtype) * (g / e.dtype.type(self.n_kept))  # (N,): g / N_kept or 0
+        dz = e * (coef / s)[:, None]  # coef * softmax, (N, V)
+        dz[xp.arange(dz.shape[0]), safe] -= coef  # - coef * onehot(y)
         return (dz,)
 
 
