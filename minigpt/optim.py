@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .backend import get_array_module, to_device, device_of
 
 
@@ -63,6 +65,8 @@ class Adam:
     of lr (default constant 1). `step()` applies one update; `zero_grad()` clears gradients.
     """
 
+    CHUNK = 1 << 16  # elements per slice of the chunked update (256 KiB per array; measured best)
+
     def __init__(self, params, lr: float = 2.5e-4, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01, max_grad_norm: float | None = 1.0, schedule=None):
         params = list(params)
@@ -81,6 +85,7 @@ class Adam:
         self.v = [get_array_module(p.data).zeros_like(p.data) for p in params]
         self.last_grad_norm = 0.0
         self.last_lr = 0.0
+        self._scratch = None  # two CHUNK-sized work arrays for the chunked update
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -96,16 +101,50 @@ class Adam:
         for p, m, v in zip(self.params, self.m, self.v):
             if p.grad is None:
                 continue
+            wd = self.weight_decay if p.ndim >= 2 else 0.0  # matrices and embeddings only
             xp = get_array_module(p.data)
-            g, dt = p.grad, p.data.dtype.type
-            m *= dt(b1)
-            m += dt(1.0 - b1) * g                     # m = b1 m + (1 - b1) g
-            v *= dt(b2)
-            v += dt(1.0 - b2) * (g * g)               # v = b2 v + (1 - b2) g^2
-            update = m / (xp.sqrt(v) + dt(self.eps))  # (same shape as p)
-            if self.weight_decay and p.ndim >= 2:
-                update += dt(self.weight_decay) * p.data
-            p.data -= dt(lr_t) * update
+            if xp is np and all(a.flags.c_contiguous for a in (p.data, p.grad, m, v)):
+                self._update_in_chunks(p.data, p.grad, m, v, lr_t, wd)
+            else:  # CuPy (one kernel per op is already fast) or an unusual memory layout
+                self._update(p.data, p.grad, m, v, lr_t, wd, xp)
+
+    def _update(self, p, g, m, v, lr_t: float, wd: float, xp, tmp=None, tmp2=None) -> None:
+        """One Adam update of the arrays p, m, v (same shape) by g, in place.
+
+        tmp, tmp2: optional scratch arrays of p's shape (the chunked path passes them, so
+        that no temporary is allocated); without them the formula allocates its own.
+        """
+        b1, b2 = self.betas
+        dt = p.dtype.type  # Python floats times float32 arrays would promote through float64
+        tmp = xp.empty_like(p) if tmp is None else tmp
+        m *= dt(b1)
+        m += xp.multiply(g, dt(1.0 - b1), out=tmp)      # m = b1 m + (1 - b1) g
+        v *= dt(b2)
+        xp.multiply(g, g, out=tmp)
+        tmp *= dt(1.0 - b2)
+        v += tmp                                        # v = b2 v + (1 - b2) g^2
+        xp.sqrt(v, out=tmp)
+        tmp += dt(self.eps)
+        xp.divide(m, tmp, out=tmp)                      # update = m / (sqrt(v) + eps)
+        if wd:
+            tmp2 = xp.empty_like(p) if tmp2 is None else tmp2
+            tmp += xp.multiply(p, dt(wd), out=tmp2)     # + w p (decoupled weight decay)
+        tmp *= dt(lr_t)
+        p -= tmp                                        # p -= lr_t * update
+
+    def _update_in_chunks(self, p, g, m, v, lr_t: float, wd: float) -> None:
+        """The same update, CHUNK elements at a time: the ~10 passes of the formula then run
+        on a slice of p, g, m and v that stays in the CPU cache, instead of streaming each
+        whole array (466 MB for GPT-1's parameters) through memory ten times."""
+        p, g, m, v = p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1)  # views
+        n = p.size
+        if self._scratch is None or self._scratch[0].dtype != p.dtype:
+            self._scratch = (np.empty(self.CHUNK, p.dtype), np.empty(self.CHUNK, p.dtype))
+        for start in range(0, n, self.CHUNK):
+            end = min(start + self.CHUNK, n)
+            tmp, tmp2 = (s[:end - start] for s in self._scratch)
+            self._update(p[start:end], g[start:end], m[start:end], v[start:end], lr_t, wd, np,
+                         tmp, tmp2)
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
