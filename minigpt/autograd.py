@@ -125,16 +125,30 @@ class Tensor:
 
         order = self._topological_order()
         grads = {id(self): grad}
+        # Which gradient arrays this pass may reuse in place instead of copying. An array a
+        # backward() returned is *owned* when it is a fresh array (not a view) that was handed
+        # to one place only; then a leaf can keep it as its .grad and a sum of contributions
+        # can be accumulated into it in place. Anything else (the caller's grad, a view such as
+        # reshape's, an array handed to two inputs as x + y does, a tensor's own data, or
+        # anything under retain_graph, where a Function may hand out the same array again)
+        # is copied or summed into a new array.
+        # For GPT-1 this saves a copy of every parameter's gradient (466 MB) per step.
+        handed, shared = set(), {id(grad)}
+
+        def owned(a) -> bool:
+            return not retain_graph and a.base is None and id(a) not in shared
+
         for t in order:  # outputs before inputs
             g = grads.pop(id(t), None)
             if g is None:
                 continue
             fn = t.creator
             if fn is None:  # a leaf: accumulate
-                # g may be shared (x + y hands the same array to both, reshape hands a view):
-                # a leaf gets its own copy, so an in-place update of one .grad (clipping,
-                # zeroing) never changes another's.
-                t.grad = g.copy() if t.grad is None else t.grad + g
+                if t.grad is None:  # its own array, so that in-place updates of one .grad
+                    t.grad = g if owned(g) else g.copy()  # (clipping) never change another's
+                else:
+                    t.grad = t.grad + g
+                shared.add(id(g))
                 continue
             input_grads = fn._run_backward(g, retain_graph)
             for inp, ig in zip(fn.inputs, input_grads):
@@ -143,8 +157,17 @@ class Tensor:
                 if ig.shape != inp.shape:
                     raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
                                        f"shape {ig.shape} for an input of shape {inp.shape}")
+                if id(ig) in handed or ig is t.data or any(ig is i.data for i in fn.inputs):
+                    shared.add(id(ig))  # a second place, or a tensor's own data
+                handed.add(id(ig))
                 key = id(inp)
-                grads[key] = ig if key not in grads else grads[key] + ig
+                if key not in grads:
+                    grads[key] = ig
+                elif owned(grads[key]) and grads[key].dtype == ig.dtype:
+                    grads[key] += ig  # sum of several uses (the tied embedding, q k v)
+                else:
+                    grads[key] = grads[key] + ig
+                    handed.add(id(grads[key]))
 
     def _topological_order(self) -> list["Tensor"]:
         """Tensors reachable from self, each after every tensor that depends on it."""
