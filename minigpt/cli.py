@@ -139,7 +139,7 @@ def cmd_demo(args) -> int:
     from .train import TrainConfig, pretrain
     out = args.out or time.strftime("runs/demo-%Y%m%d-%H%M%S")
     cfg = TrainConfig(data="shakespeare", preset="demo", steps=args.steps, batch_size=32,
-                      lr=2e-3, warmup=50, weight_decay=0.01, eval_interval=100,
+                      lr=2e-3, warmup=50, weight_decay=0.01, eval_interval=200,
                       eval_batches=8, ckpt_interval=200, seed=args.seed, out=out)
     print(f"minigpt demo: a char-level GPT-1 ({cfg.preset} preset) learns Shakespeare for "
           f"{cfg.steps} steps; run directory {out}")
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEMO_STEPS = 600
+DEMO_STEPS = 1000
 _EXTRA_COMMANDS = []  # other modules (fine-tuning) register their sub-commands here
 
 

@@ -83,7 +83,8 @@ PRESETS = {
     # laptop presets; vocab_size is normally replaced by the tokenizer's
     "tiny": dict(vocab_size=65, n_ctx=64, n_layer=4, n_embd=128, n_head=4),
     "small": dict(vocab_size=512, n_ctx=128, n_layer=6, n_embd=384, n_head=6),
-    "demo": dict(vocab_size=65, n_ctx=128, n_layer=4, n_embd=192, n_head=6,
+    # `minigpt demo`: tiny without dropout (1000 steps are too few to overfit 4M characters)
+    "demo": dict(vocab_size=65, n_ctx=64, n_layer=4, n_embd=128, n_head=4,
                  embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0),
 }
 

