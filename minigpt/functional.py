@@ -7,6 +7,8 @@ floats or cast to the array's dtype, never NumPy float64 scalars, which NumPy 2 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -21,6 +23,99 @@ __all__ = ["embedding", "linear", "layer_norm", "gelu", "softmax", "log_softmax"
 
 def _data(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+def _num_threads() -> int:
+    """Cores for elementwise work: MINIGPT_NUM_THREADS, else what BLAS is told, else all."""
+    for var in ("MINIGPT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
+            return int(os.environ[var])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_POOL: ThreadPoolExecutor | None = None
+_PARALLEL_MIN = 1 << 17  # elements; below this, thread hand-offs cost more than they save
+
+
+def _in_parallel(fn, n: int, unit: int = 1) -> None:
+    """Call fn(slice) over blocks covering range(n), one block per core, concurrently.
+    unit: elements per index (a row's length), to judge whether n is worth splitting.
+
+    BLAS already spreads a matmul over the cores; NumPy's elementwise ops run on one. But NumPy
+    releases the GIL inside its elementwise loops, so threads that each run the same in-place
+    formula on their own block of the arrays do run in parallel. Small n runs inline.
+    """
+    global _POOL
+    k = min(_num_threads(), n * unit // _PARALLEL_MIN, n)
+    if k <= 1:
+        fn(slice(0, n))
+        return
+    if _POOL is None or _POOL._max_workers < k - 1:
+        _POOL = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="minigpt")
+    bounds = [n * i // k for i in range(k + 1)]
+    futures = [_POOL.submit(fn, slice(bounds[i], bounds[i + 1])) for i in range(1, k)]
+    fn(slice(bounds[0], bounds[1]))  # the first block on this thread
+    for f in futures:
+        f.result()
+
+
+def _openblas_threads_api():
+    """(get, set) of the thread count of NumPy's bundled OpenBLAS, through ctypes; None when
+    NumPy uses another BLAS (nothing is changed then)."""
+    import ctypes
+    import glob
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs",
+                                  "*openblas*"))
+    for path in libs:
+        for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "")):
+            try:
+                lib = ctypes.CDLL(path)
+                get = getattr(lib, f"{prefix}get_num_threads{suffix}")
+                set_ = getattr(lib, f"{prefix}set_num_threads{suffix}")
+                return get, set_
+            except (OSError, AttributeError):
+                continue
+    return None
+
+
+_OPENBLAS = _openblas_threads_api()
+
+
+def _in_parallel_blas(fn, n: int, unit: int = 1) -> None:
+    """_in_parallel for blocks that call BLAS: BLAS runs one thread per block meanwhile.
+
+    Attention's matmuls are many small ones, (T, hs) @ (hs, T) per batch element and head.
+    OpenBLAS splits *each* of them over its threads, waking and joining them every time, and
+    on a busy machine every wake-up waits for a free core: 96 such products took 200 ms
+    instead of 11 ms single-threaded. Running heads on our own threads, each calling a
+    single-threaded BLAS, synchronises once per call instead (what PyTorch's bmm does).
+    """
+    if _OPENBLAS is None or min(_num_threads(), n * unit // _PARALLEL_MIN, n) <= 1:
+        _in_parallel(fn, n, unit)  # one block (BLAS keeps its threads), or an unknown BLAS
+        return
+    get, set_ = _OPENBLAS
+    before = get()
+    set_(1)
+    try:
+        _in_parallel(fn, n, unit)
+    finally:
+        set_(before)
+
+
+def _run_blocks(xp, fn, n: int, unit: int = 1) -> None:
+    """_in_parallel on the CPU; one call over everything for CuPy (already parallel)."""
+    if xp is np:
+        _in_parallel(fn, n, unit)
+    else:
+        fn(slice(0, n))
+
+
+def _run_blocks_blas(xp, fn, n: int, unit: int = 1) -> None:
+    """_in_parallel_blas on the CPU; one call over everything for CuPy."""
+    if xp is np:
+        _in_parallel_blas(fn, n, unit)
+    else:
+        fn(slice(0, n))
 
 
 def _sum_rows(x2d):
@@ -98,8 +193,9 @@ class Linear(Function):
         self.save(x, weight)
         # one 2-D matmul over all rows: (..., in) @ (in, out) would run one small GEMM per batch
         y = x.reshape(-1, x.shape[-1]) @ weight  # (N, in) @ (in, out) -> (N, out)
-        if bias is not None:
-            y += bias
+        if bias is not None:  # y += bias, rows split over the cores
+            xp = get_array_module(y)
+            _run_blocks(xp, lambda i: xp.add(y[i], bias, out=y[i]), *y.shape)
         return y.reshape(*x.shape[:-1], weight.shape[1])  # (..., out)
 
     def backward(self, g):
@@ -140,34 +236,52 @@ class LayerNorm(Function):
                              f"{weight.shape} / bias {bias.shape}")
         dt = x.dtype.type
         x2 = x.reshape(-1, C)                                # (N, C)
+        N = x2.shape[0]
         inv_c = xp.full(C, 1.0 / C, dtype=x.dtype)           # (C,) of 1/C: a mean as a matvec
-        xhat = x2 - (x2 @ inv_c)[:, None]                    # x - mean, (N, C)
-        sq = xhat * xhat
+        mean = x2 @ inv_c                                    # (N,)
+        xhat, sq = xp.empty_like(x2), xp.empty_like(x2)
+
+        def center(i):  # rows i: xhat = x - mean, sq = xhat^2
+            xp.subtract(x2[i], mean[i, None], out=xhat[i])
+            xp.multiply(xhat[i], xhat[i], out=sq[i])
+
+        _run_blocks(xp, center, N, C)
         var = sq @ inv_c                                     # biased variance, as GPT-1, (N,)
         var += dt(eps)
         rstd = xp.sqrt(var, out=var)
         xp.divide(dt(1.0), rstd, out=rstd)                   # 1/sqrt(var + eps), (N,)
-        xhat *= rstd[:, None]
+        y = sq                                               # reuse the (N, C) buffer
+
+        def scale_shift(i):  # rows i: xhat *= rstd, y = xhat * w + b
+            xhat[i] *= rstd[i, None]
+            xp.multiply(xhat[i], weight, out=y[i])
+            y[i] += bias
+
+        _run_blocks(xp, scale_shift, N, C)
         self.save(xhat, rstd, weight)
-        y = xp.multiply(xhat, weight, out=sq)                # reuse the (N, C) buffer
-        y += bias
         return y.reshape(x.shape)
 
     def backward(self, g):
         xp = get_array_module(g)
         xhat, rstd, weight = self.saved
-        C = xhat.shape[-1]
+        N, C = xhat.shape
         g2 = g.reshape(-1, C)                                # (N, C)
-        gx = g2 * xhat                                       # g * xhat, (N, C)
+        gx = xp.empty_like(xhat)
+        _run_blocks(xp, lambda i: xp.multiply(g2[i], xhat[i], out=gx[i]), N, C)  # g * xhat
         dw = _sum_rows(gx)                                   # (C,)
         db = _sum_rows(g2)
         w_c = weight / weight.dtype.type(C)                  # (C,) of w/C
         mean_ghx = gx @ w_c                                  # mean(g w xhat), (N,)
         mean_gh = g2 @ w_c                                   # mean(g w), (N,)
-        dx = g2 * weight                                     # gh, (N, C)
-        dx -= mean_gh[:, None]
-        dx -= xp.multiply(xhat, mean_ghx[:, None], out=gx)   # reuse gx's buffer
-        dx *= rstd[:, None]
+        dx = xp.empty_like(xhat)
+
+        def rows(i):  # dx = rstd * (g w - mean(g w) - xhat * mean(g w xhat)) on rows i
+            xp.multiply(g2[i], weight, out=dx[i])
+            dx[i] -= mean_gh[i, None]
+            dx[i] -= xp.multiply(xhat[i], mean_ghx[i, None], out=gx[i])  # reuse gx's rows
+            dx[i] *= rstd[i, None]
+
+        _run_blocks(xp, rows, N, C)
         return dx.reshape(g.shape), dw, db
 
 
@@ -185,40 +299,57 @@ class GELU(Function):
 
     dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2),   t = tanh(u),
     so backward needs only x and the saved t (no second tanh).
-    Speed: x^3 is written x*x*x (`x**3` on float32 goes through powf, many times slower), and
-    each formula runs in place in one or two buffers: a fresh (N, 4C) temporary per
-    sub-expression would cost a memory pass and page faults each.
+    Speed: x^3 is written x*x*x (`x**3` on float32 goes through powf, many times slower),
+    each formula runs in place in one or two buffers (a fresh (N, 4C) temporary per
+    sub-expression would cost a memory pass and page faults each), and on blocks of the
+    elements, one block per core (`_in_parallel`).
     """
 
     def forward(self, x):
         xp = get_array_module(x)
         dt = x.dtype.type
-        t = xp.multiply(x, x, out=xp.empty_like(x))  # x^2 (a new buffer; t ends as tanh(u))
-        t *= x                          # x^3
-        t *= dt(0.044715)
-        t += x                          # x + 0.044715 x^3
-        t *= dt(_SQRT_2_OVER_PI)        # u
-        xp.tanh(t, out=t)               # t = tanh(u)
-        y = xp.add(t, dt(1.0), out=xp.empty_like(x))  # 1 + t (the output buffer)
-        y *= x
-        y *= dt(0.5)                    # 0.5 x (1 + t)
+        t, y = xp.empty_like(x), xp.empty_like(x)  # t ends as tanh(u); y is the output
+        xf, tf, yf = x.reshape(-1), t.reshape(-1), y.reshape(-1)  # flat views (x: or a copy)
+
+        def block(i):  # the formula on the elements i of the flat arrays
+            xi, ti, yi = xf[i], tf[i], yf[i]
+            xp.multiply(xi, xi, out=ti)     # x^2
+            ti *= xi                        # x^3
+            ti *= dt(0.044715)
+            ti += xi                        # x + 0.044715 x^3
+            ti *= dt(_SQRT_2_OVER_PI)       # u
+            xp.tanh(ti, out=ti)             # t = tanh(u)
+            xp.add(ti, dt(1.0), out=yi)     # 1 + t
+            yi *= xi
+            yi *= dt(0.5)                   # 0.5 x (1 + t)
+
+        _run_blocks(xp, block, x.size)
         self.save(x, t)
         return y
 
     def backward(self, g):
+        xp = get_array_module(g)
         x, t = self.saved
         dt = x.dtype.type
-        d = x * x                       # x^2
-        d *= dt(3 * 0.044715 * _SQRT_2_OVER_PI)
-        d += dt(_SQRT_2_OVER_PI)        # du/dx = sqrt(2/pi) (1 + 3*0.044715 x^2)
-        s = t * t
-        s -= dt(1.0)                    # t^2 - 1 = -(1 - t^2)
-        d *= s
-        d *= x                          # -x (1 - t^2) du/dx
-        d -= t
-        d -= dt(1.0)                    # -(1 + t + x (1 - t^2) du/dx)
-        d *= g
-        d *= dt(-0.5)                   # g * dy/dx
+        d = xp.empty_like(t)
+        s = xp.empty_like(t)
+        xf, tf, gf, df, sf = x.reshape(-1), t.reshape(-1), g.reshape(-1), d.reshape(-1), s.reshape(-1)
+
+        def block(i):
+            xi, ti, di, si = xf[i], tf[i], df[i], sf[i]
+            xp.multiply(xi, xi, out=di)     # x^2
+            di *= dt(3 * 0.044715 * _SQRT_2_OVER_PI)
+            di += dt(_SQRT_2_OVER_PI)       # du/dx = sqrt(2/pi) (1 + 3*0.044715 x^2)
+            xp.multiply(ti, ti, out=si)
+            si -= dt(1.0)                   # t^2 - 1 = -(1 - t^2)
+            di *= si
+            di *= xi                        # -x (1 - t^2) du/dx
+            di -= ti
+            di -= dt(1.0)                   # -(1 + t + x (1 - t^2) du/dx)
+            di *= gf[i]
+            di *= dt(-0.5)                  # g * dy/dx
+
+        _run_blocks(xp, block, t.size)
         return (d,)
 
 
@@ -334,42 +465,60 @@ class Attention(Function):
         B, nh, Tq, hs = q.shape
         Tk, dt = k.shape[2], q.dtype.type
         scale = dt(1.0 / math.sqrt(hs))
-        qs = q * scale  # fold the scale into q: (B, nh, Tq, hs) is smaller than the scores
-        S = qs @ k.swapaxes(-1, -2)  # (B, nh, Tq, hs) @ (B, nh, hs, Tk) -> (B, nh, Tq, Tk)
-        if mask is not None:
-            S += xp.where(mask, dt(0), dt(-np.inf))  # additive mask: (Tq, Tk) or (B, 1, Tq, Tk)
-        m = S.max(axis=-1, keepdims=True)  # (B, nh, Tq, 1)
-        m[~xp.isfinite(m)] = 0  # fully masked rows: exp(-inf - 0) = 0 everywhere
-        S -= m
-        P = xp.exp(S, out=S)  # unnormalised, in S's buffer
-        den = P @ xp.ones(Tk, dtype=P.dtype)  # row sums as a matvec: (B, nh, Tq)
-        den[den == 0] = 1  # rows with no visible key stay all zeros
-        P *= (dt(1.0) / den)[..., None]
+        add_mask = None if mask is None else xp.where(mask, dt(0), dt(-np.inf))  # 0 or -inf
         D = None
-        if dropout_p > 0.0:
-            keep = xp.asarray(rng.random(P.shape, dtype=P.dtype)) >= dt(dropout_p)
-            D = keep.astype(P.dtype) * dt(1.0 / (1.0 - dropout_p))
+        if dropout_p > 0.0:  # drawn up front: one generator, the same draws as one big call
+            keep = xp.asarray(rng.random((B, nh, Tq, Tk), dtype=q.dtype)) >= dt(dropout_p)
+            D = keep.astype(q.dtype) * dt(1.0 / (1.0 - dropout_p))
+        qs = xp.empty_like(q)
+        S = xp.empty((B, nh, Tq, Tk), dtype=q.dtype)  # scores, then probabilities in place
         out = xp.empty((B, Tq, nh, hs), dtype=q.dtype)  # heads side by side, as the caller wants
         O = out.transpose(0, 2, 1, 3)  # (B, nh, Tq, hs), a strided view of out
-        xp.matmul(P if D is None else P * D, v, out=O)  # (B, nh, Tq, Tk) @ (B, nh, Tk, hs)
-        self.save(qs, k, v, P, D, O)
+        ones = xp.ones(Tk, dtype=q.dtype)
+
+        def heads(h):  # everything below for the heads h only (S[:, h] etc.)
+            xp.multiply(q[:, h], scale, out=qs[:, h])  # fold the scale into q (smaller than S)
+            xp.matmul(qs[:, h], k[:, h].swapaxes(-1, -2), out=S[:, h])  # (Tq, hs) @ (hs, Tk)
+            Sh = S[:, h]
+            if add_mask is not None:
+                Sh += add_mask  # additive mask: (Tq, Tk) or (B, 1, Tq, Tk)
+            m = Sh.max(axis=-1, keepdims=True)  # (B, h, Tq, 1)
+            m[~xp.isfinite(m)] = 0  # fully masked rows: exp(-inf - 0) = 0 everywhere
+            Sh -= m
+            xp.exp(Sh, out=Sh)  # unnormalised probabilities
+            den = Sh @ ones  # row sums as a matvec: (B, h, Tq)
+            den[den == 0] = 1  # rows with no visible key stay all zeros
+            Sh *= (dt(1.0) / den)[..., None]  # P
+            xp.matmul(Sh if D is None else Sh * D[:, h], v[:, h], out=O[:, h])  # (Tq, Tk) @ (Tk, hs)
+
+        _run_blocks_blas(xp, heads, nh, B * Tq * Tk)
+        self.save(qs, k, v, S, D, O)
         self.scale = scale
         return O
 
     def backward(self, g):
         xp = get_array_module(g)
         qs, k, v, P, D, O = self.saved
-        PD = P if D is None else P * D
-        dv = PD.swapaxes(-1, -2) @ g  # (B, nh, Tk, Tq) @ (B, nh, Tq, hs) -> (B, nh, Tk, hs)
-        dS = g @ v.swapaxes(-1, -2)  # dP: (B, nh, Tq, hs) @ (B, nh, hs, Tk) -> (B, nh, Tq, Tk)
-        if D is not None:
-            dS *= D
-        r = (g * O) @ xp.ones(O.shape[-1], dtype=O.dtype)  # rowsum(dP * P) = rowsum(g * O), (B, nh, Tq)
-        dS -= r[..., None]
-        dS *= P  # dS = P * (dP - rowsum(dP * P)), in dP's buffer
-        dq = dS @ k  # (B, nh, Tq, Tk) @ (B, nh, Tk, hs) -> (B, nh, Tq, hs)
-        dq *= self.scale
-        dk = dS.swapaxes(-1, -2) @ qs  # (B, nh, Tk, hs); qs already carries the scale
+        dq, dk, dv = xp.empty_like(qs), xp.empty_like(k), xp.empty_like(v)
+        dS = xp.empty_like(P)
+        ones = xp.ones(O.shape[-1], dtype=O.dtype)
+        B, nh, Tq, Tk = P.shape
+
+        def heads(h):
+            PD = P[:, h] if D is None else P[:, h] * D[:, h]
+            xp.matmul(PD.swapaxes(-1, -2), g[:, h], out=dv[:, h])  # dv = PD^T g: (Tk, Tq) @ (Tq, hs)
+            dSh = dS[:, h]
+            xp.matmul(g[:, h], v[:, h].swapaxes(-1, -2), out=dSh)  # dP = g v^T: (Tq, hs) @ (hs, Tk)
+            if D is not None:
+                dSh *= D[:, h]
+            r = (g[:, h] * O[:, h]) @ ones  # rowsum(dP * P) = rowsum(g * O), (B, h, Tq)
+            dSh -= r[..., None]
+            dSh *= P[:, h]  # dS = P * (dP - rowsum(dP * P))
+            xp.matmul(dSh, k[:, h], out=dq[:, h])  # (Tq, Tk) @ (Tk, hs)
+            dq[:, h] *= self.scale
+            xp.matmul(dSh.swapaxes(-1, -2), qs[:, h], out=dk[:, h])  # qs carries the scale
+
+        _run_blocks_blas(xp, heads, nh, B * Tq * Tk)
         return dq, dk, dv
 
 
@@ -462,8 +611,13 @@ class CrossEntropy(Function):
         m = logits.max(axis=-1)  # (N,)
         rows = xp.arange(N)
         picked = logits[rows, safe] - m  # z[y] - max, (N,)
-        e = xp.subtract(logits, m[:, None], out=xp.empty_like(logits))  # z - max <= 0, (N, V)
-        xp.exp(e, out=e)
+        e = xp.empty_like(logits)
+
+        def rows(i):  # e = exp(z - max) on rows i; z - max <= 0, so no overflow
+            xp.subtract(logits[i], m[i, None], out=e[i])
+            xp.exp(e[i], out=e[i])
+
+        _run_blocks(xp, rows, N, V)
         s = e @ xp.ones(V, dtype=logits.dtype)  # sum(exp(z - max)) >= 1, (N,)
         losses = (xp.log(s) - picked) * keep
         self.save(e, s, safe, keep)
@@ -476,7 +630,9 @@ class CrossEntropy(Function):
         if self.n_kept == 0:
             return (xp.zeros_like(e),)
         coef = keep.astype(e.dtype) * (g / e.dtype.type(self.n_kept))  # (N,): g / N_kept or 0
-        dz = e * (coef / s)[:, None]  # coef * softmax, (N, V)
+        dz = xp.empty_like(e)
+        c = (coef / s)[:, None]
+        _run_blocks(xp, lambda i: xp.multiply(e[i], c[i], out=dz[i]), *e.shape)  # coef * softmax
         dz[xp.arange(dz.shape[0]), safe] -= coef  # - coef * onehot(y)
         return (dz,)
 

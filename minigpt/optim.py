@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .backend import get_array_module, to_device, device_of
+from .functional import _in_parallel  # blocks of work on every core
 
 
 def warmup_cosine(warmup: int, total: int):
@@ -98,7 +99,6 @@ class Adam:
         self.v = [get_array_module(p.data).zeros_like(p.data) for p in params]
         self.last_grad_norm = 0.0
         self.last_lr = 0.0
-        self._scratch = None  # two CHUNK-sized work arrays for the chunked update
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -154,16 +154,19 @@ class Adam:
     def _update_in_chunks(self, p, g, m, v, lr_t: float, wd: float, clip) -> None:
         """The same update, CHUNK elements at a time: the ~10 passes of the formula then run
         on a slice of p, g, m and v that stays in the CPU cache, instead of streaming each
-        whole array (466 MB for GPT-1's parameters) through memory ten times."""
+        whole array (466 MB for GPT-1's parameters) through memory ten times. The chunks are
+        shared out between the cores (NumPy releases the GIL inside its loops)."""
         p, g, m, v = p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1)  # views
-        n = p.size
-        if self._scratch is None or self._scratch[0].dtype != p.dtype:
-            self._scratch = (np.empty(self.CHUNK, p.dtype), np.empty(self.CHUNK, p.dtype))
-        for start in range(0, n, self.CHUNK):
-            end = min(start + self.CHUNK, n)
-            tmp, tmp2 = (s[:end - start] for s in self._scratch)
-            self._update(p[start:end], g[start:end], m[start:end], v[start:end], lr_t, wd, clip,
-                         np, tmp, tmp2)
+        n, size = p.size, self.CHUNK
+
+        def chunks(c):  # chunks c.start .. c.stop - 1, with scratch arrays of their own
+            tmp, tmp2 = np.empty(size, p.dtype), np.empty(size, p.dtype)
+            for j in range(c.start, c.stop):
+                s = slice(j * size, min((j + 1) * size, n))
+                k = s.stop - s.start
+                self._update(p[s], g[s], m[s], v[s], lr_t, wd, clip, np, tmp[:k], tmp2[:k])
+
+        _in_parallel(chunks, -(-n // size), size)
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
