@@ -3,7 +3,8 @@
     python benchmarks/_bench_worker.py IMPL '{"config": {...}, "batch": 32, ...}'
 
 IMPL is `minigpt`, `torch_eager` (explicit masked softmax, torch.optim.AdamW's default
-for-loop implementation) or `torch_best` (scaled_dot_product_attention + fused AdamW).
+for-loop implementation) or `torch_best` (scaled_dot_product_attention + fused AdamW); or
+`sgemm`, whose "step" is one 2048^3 matmul (the BLAS rate of the moment, for MFU).
 Every implementation starts from minigpt's initial weights (GPT(config, seed)) and trains on
 the same batches, so their losses must agree.
 
@@ -192,11 +193,39 @@ class TorchRunner:
         return {"torch_threads": self.torch.get_num_threads(), "torch": self.torch.__version__}
 
 
+class SgemmRunner:
+    """Not a model: each step is one 2048^3 float32 matmul with NumPy (OpenBLAS), so that every
+    round also measures the rate this machine's BLAS reaches at that moment (for MFU)."""
+
+    N = 2048
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.a = rng.standard_normal((self.N, self.N), dtype=np.float32)
+        self.b = rng.standard_normal((self.N, self.N), dtype=np.float32)
+        self.c = np.empty_like(self.a)
+
+    def step(self, x, y) -> float:
+        np.matmul(self.a, self.b, out=self.c)
+        return float("nan")
+
+    def eval_loss(self, x, y) -> float:
+        return float("nan")
+
+    def sample(self, prompt, n):
+        return []
+
+    def threads(self):
+        return MinigptRunner.threads(self)
+
+
 def main():
     impl, opts = sys.argv[1], json.loads(sys.argv[2])
     cfg = GPTConfig(**opts["config"], embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
     if impl == "minigpt":
         runner = MinigptRunner(cfg, opts)
+    elif impl == "sgemm":
+        runner = SgemmRunner()
     elif impl in ("torch_eager", "torch_best"):
         runner = TorchRunner(cfg, opts, best=impl == "torch_best")
     else:

@@ -23,8 +23,10 @@ decimals), otherwise the benchmark exits with status 1.
 
 MFU: model FLOPs per token (6N + 12 L T d, N = the parameters used in matmuls: every block
 weight and the tied token embedding as the output layer; position embeddings and biases are
-lookups and adds) times tokens/s, over the sgemm rate this machine reached in this run
-(NumPy/OpenBLAS, measured in a separate process, best of several 2048^3 products).
+lookups and adds) times tokens/s, over the sgemm rate this machine reaches: a fourth process
+times one 2048^3 NumPy/OpenBLAS matmul in every round, between the steps, and MFU is the
+median of the per-round ratios, so a busy machine lowers both sides alike. (A best-of-8
+sgemm measured once at the start, in both libraries, is printed too.)
 """
 from __future__ import annotations
 
@@ -169,7 +171,7 @@ def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int,
     model_cfg, B, _, n_sample = CONFIGS[name]
     opts = {"config": model_cfg, "batch": B, "seed": 0, **opts_extra}
     load0 = loadavg()
-    workers = [Worker(impl, opts, threads) for impl in impls]
+    workers = [Worker(impl, opts, threads) for impl in list(impls) + ["sgemm"]]
     try:
         for w in workers:
             w.ask("reset_peak")
@@ -187,12 +189,13 @@ def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int,
             log(f"  {name} round {r + 1}/{warmup + rounds}: " + ", ".join(
                 f"{w.impl} {1e3 * times[w.impl][-1] if r >= warmup else float('nan'):.0f} ms"
                 for w in workers))
-        evals = {w.impl: w.ask("eval")["loss"] for w in workers}
-        stats = {w.impl: w.ask("stats") for w in workers}
-        samples = {w.impl: [] for w in workers}
+        models = [w for w in workers if w.impl != "sgemm"]
+        evals = {w.impl: w.ask("eval")["loss"] for w in models}
+        stats = {w.impl: w.ask("stats") for w in models}
+        samples = {w.impl: [] for w in models}
         ids = {}
         for r in range(sample_rounds):
-            for w in (workers if r % 2 == 0 else workers[::-1]):
+            for w in (models if r % 2 == 0 else models[::-1]):
                 res = w.ask(f"sample {n_sample}")
                 samples[w.impl].append(n_sample / res["dt"])
                 ids[w.impl] = res["ids"]
@@ -200,15 +203,20 @@ def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int,
         for w in workers:
             w.close()
     T = model_cfg["n_ctx"]
+    n = 2048  # the sgemm worker's matrix size
+    sgemm_rates = [2 * n ** 3 / dt for dt in times["sgemm"]]  # FLOP/s, one per round
     out = {"config": name, "batch": B, "tokens_per_step": B * T, "rounds": rounds,
-           "warmup": warmup, "load_before": load0, "load_after": loadavg(), "impls": {}}
+           "warmup": warmup, "load_before": load0, "load_after": loadavg(), "impls": {},
+           "sgemm_gflops_median": statistics.median(sgemm_rates) / 1e9}
+    fpt = flops_per_token(model_cfg)
     base = times.get("minigpt")
     for impl in impls:
         t = times[impl]
         entry = {"median_s": statistics.median(t), "tokens_per_s": B * T / statistics.median(t),
                  "last_loss": losses[impl], "eval_loss": evals[impl],
                  "peak_rss_mb": stats[impl]["peak_rss_mb"], "threads": stats[impl]["threads"],
-                 "times": t, "cpu_median_s": statistics.median(cpu[impl])}
+                 "times": t, "cpu_median_s": statistics.median(cpu[impl]),
+                 "mfu": statistics.median(fpt * B * T / ti / rate for ti, rate in zip(t, sgemm_rates))}
         if base is not None and impl != "minigpt":
             ratios = [ti / tm for ti, tm in zip(t, base)]  # PyTorch time / minigpt time
             entry["ratio_median"] = statistics.median(ratios)
@@ -239,19 +247,19 @@ def print_table(info: dict, results: list, sgemm: dict, gradcheck_s, file=sys.st
     p(f"\n## CPU benchmark: {info['date']}")
     p(f"machine: {info['cpu']}, {info['cores']} cores; numpy {info['numpy']}, torch {info['torch']}, "
       f"python {info['python']}, OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}")
-    p(f"measured sgemm (2048^3, best of 8): NumPy/OpenBLAS {sgemm['numpy']:.0f} GFLOP/s, "
-      f"PyTorch/MKL {sgemm.get('torch', float('nan')):.0f} GFLOP/s; MFU below is against NumPy's")
+    p(f"sgemm at the start (2048^3, best of 8): NumPy/OpenBLAS {sgemm['numpy']:.0f} GFLOP/s, "
+      f"PyTorch/MKL {sgemm.get('torch', float('nan')):.0f} GFLOP/s; MFU below: against the "
+      "NumPy sgemm timed in every round (median of per-round ratios)")
     p("float32, dropout off, Adam (GPT-1 formula) with weight decay 0.01 and clipping at 1; "
       "ratio = minigpt speed / PyTorch speed, median of per-round ratios [min-max]\n")
     p("| config | implementation | ms/step | tokens/s | minigpt speed / this | MFU | peak RSS MiB | "
       "sample tok/s (KV cache) | CPU ms/step |")
     p("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for res in results:
-        fpt = flops_per_token(CONFIGS[res["config"]][0])
         for impl, e in res["impls"].items():
             ratio = (f"{e['ratio_median']:.2f}x [{e['ratio_min']:.2f}-{e['ratio_max']:.2f}]"
                      if "ratio_median" in e else "-")
-            mfu = fpt * e["tokens_per_s"] / (sgemm["numpy"] * 1e9)
+            mfu = e["mfu"]
             st = f"{e['sample_tokens_per_s']:.0f}" if "sample_tokens_per_s" in e else "-"
             p(f"| {res['config']} (B={res['batch']}) | {impl} | {1e3 * e['median_s']:.1f} | "
               f"{e['tokens_per_s']:.0f} | {ratio} | {100 * mfu:.0f}% | {e['peak_rss_mb']:.0f} | {st} | "
@@ -259,7 +267,8 @@ def print_table(info: dict, results: list, sgemm: dict, gradcheck_s, file=sys.st
     p("")
     for res in results:
         p(f"{res['config']}: {res['rounds']} timed rounds after {res['warmup']} warm-up; load "
-          f"average {res['load_before']:.1f} before, {res['load_after']:.1f} after; losses " +
+          f"average {res['load_before']:.1f} before, {res['load_after']:.1f} after; sgemm in the "
+          f"rounds {res['sgemm_gflops_median']:.0f} GFLOP/s (median); losses " +
           ", ".join(f"{i} {e['last_loss']:.5f}/{e['eval_loss']:.5f}" for i, e in res["impls"].items())
           + " (last step / held-out)")
     if gradcheck_s is not None:
