@@ -45,9 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "benchmarks" / "_bench_worker.py"
 
 CONFIGS = {  # name -> (model config, batch size, default timed rounds, sampled tokens)
-    "tiny": (dict(vocab_size=65, n_ctx=64, n_layer=4, n_embd=128, n_head=4), 32, 30, 63),
-    "small": (dict(vocab_size=512, n_ctx=128, n_layer=6, n_embd=384, n_head=6), 16, 12, 127),
-    "gpt1": (dict(vocab_size=40478, n_ctx=512, n_layer=12, n_embd=768, n_head=12), 1, 8, 64),
+    "tiny": (dict(vocab_size=65, n_ctx=64, n_layer=4, n_embd=128, n_head=4), 32, 20, 63),
+    "small": (dict(vocab_size=512, n_ctx=128, n_layer=6, n_embd=384, n_head=6), 16, 8, 127),
+    "gpt1": (dict(vocab_size=40478, n_ctx=512, n_layer=12, n_embd=768, n_head=12), 1, 5, 64),
     "micro": (dict(vocab_size=32, n_ctx=16, n_layer=2, n_embd=32, n_head=2), 4, 2, 8),  # tests
 }
 IMPLS = ("minigpt", "torch_eager", "torch_best")
