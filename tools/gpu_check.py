@@ -10,7 +10,8 @@ Steps (each one's failure is reported and the next still runs):
      fused Functions, and a GPT trained 50 steps on CuPy against the NumPy run;
   4. the attention benchmark (benchmarks/bench_attention_gpu.py) at B=8, nh=12, hs=64,
      T = 512, 1024, 2048;
-  5. training throughput of the `small` GPT preset on CuPy with the fused kernels on and off;
+  5. training throughput of the `small` GPT preset on CuPy with the fused kernels on and off,
+     and of PyTorch float32 eager and SDPA + fused AdamW on the same card;
   6. with the time left, compute-sanitizer memcheck and racecheck over one small launch of
      every kernel, when compute-sanitizer is on PATH (out-of-bounds accesses, shared-memory
      races).
@@ -82,34 +83,55 @@ print("COMPILE_TIMES " + json.dumps(times))
 """
 
 THROUGHPUT_CASE = r"""
-import time, json, numpy as np, cupy as cp
-import minigpt, minigpt.kernels as K
-from minigpt import functional as F, fused
+# training tokens/s of the `small` preset (attn_pdrop 0 so the fused path can run) on this card:
+# minigpt on CuPy with the kernels on and off, and PyTorch float32 eager (explicit masked
+# softmax, AdamW) and SDPA + fused AdamW, with minigpt's initial weights (benchmarks/_bench_worker.py)
+import sys, time, json, numpy as np
+sys.path.insert(0, "benchmarks")
 from minigpt.model import GPT, GPTConfig
-from minigpt.optim import Adam
-orig = F.attention
-def attention(q, k, v, causal=True, padding_mask=None, dropout_p=0.0, rng=None):
-    if dropout_p == 0.0 and K.can_fuse_attention(q.data, k.data, v.data):
-        return fused.attention(q, k, v, causal=causal, padding_mask=padding_mask)
-    return orig(q, k, v, causal=causal, padding_mask=padding_mask, dropout_p=dropout_p, rng=rng)
-cfg = GPTConfig.preset("small", attn_pdrop=0.0)
-B, T = 16, cfg.n_ctx
+cfg = GPTConfig.preset("small", attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0)
+B, T, n = 16, cfg.n_ctx, 10
+idx_np = np.random.default_rng(0).integers(0, cfg.vocab_size, (B, T + 1))
 res = {}
-for mode in ("fused", "plain"):
-    F.attention = attention if mode == "fused" else orig
-    with K.use_fused(mode == "fused"):
-        model = GPT(cfg, seed=0).to("cuda")
-        opt = Adam(model.parameters(), lr=1e-4)
-        idx = cp.asarray(np.random.default_rng(0).integers(0, cfg.vocab_size, (B, T + 1)))
+
+def timed(step, sync):
+    for _ in range(3): step()
+    sync(); t = time.time()
+    for _ in range(n): step()
+    sync()
+    return B * T * n / (time.time() - t)
+
+try:
+    import cupy as cp, minigpt.kernels as K
+    from minigpt.optim import Adam
+    idx = cp.asarray(idx_np)
+    for mode in ("fused", "plain"):
+        with K.use_fused(mode == "fused"):
+            model = GPT(cfg, seed=0).to("cuda")
+            opt = Adam(model.parameters(), lr=1e-4)
+            def step():
+                loss = model.loss(idx[:, :-1], idx[:, 1:]); opt.zero_grad(); loss.backward(); opt.step()
+            res["minigpt-" + mode] = timed(step, cp.cuda.Device().synchronize)
+except Exception as e:
+    print("minigpt on CuPy failed:", repr(e))
+try:
+    import torch
+    from _bench_worker import TorchRunner
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    x = torch.as_tensor(idx_np[:, :-1], device=dev); y = torch.as_tensor(idx_np[:, 1:], device=dev)
+    for best in (False, True):
+        r = TorchRunner(cfg, {"seed": 0, "lr": 1e-4, "weight_decay": 0.01}, best=best)
+        for p in r.p.values():
+            p.data = p.data.to(dev)
+        r.mask = r.mask.to(dev)
         def step():
-            loss = model.loss(idx[:, :-1], idx[:, 1:]); loss.backward(); opt.step(); opt.zero_grad()
-            return loss
-        for _ in range(3): step()
-        cp.cuda.Device().synchronize(); t = time.time(); n = 10
-        for _ in range(n): step()
-        cp.cuda.Device().synchronize()
-        res[mode] = B * T * n / (time.time() - t)
-F.attention = orig
+            r.opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(r.forward(x), y.reshape(-1)); loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(r.p.values()), 1.0); r.opt.step()
+        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+        res[("torch-sdpa-fusedadamw" if best else "torch-eager") + ("" if dev == "cuda" else "-cpu")] = timed(step, sync)
+except Exception as e:
+    print("torch run failed:", repr(e))
 print("THROUGHPUT " + json.dumps({"preset": "small", "B": B, "T": T, "tokens_per_s": res}))
 """
 
@@ -164,7 +186,7 @@ def main() -> int:
 
     # 5. model throughput, fused vs plain
     if left() > 60:
-        rc, out = sh([py, "-c", THROUGHPUT_CASE], min(60, left() - 30), "throughput.log")
+        rc, out = sh([py, "-c", THROUGHPUT_CASE], min(90, left() - 20), "throughput.log")
         for line in out.splitlines():
             if line.startswith("THROUGHPUT "):
                 summary["throughput"] = json.loads(line.split(" ", 1)[1])
