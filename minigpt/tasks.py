@@ -7,12 +7,13 @@ start `_start_`, delimiter `_delimiter_` and extract `_classify_`):
     entail     s premise $ hypothesis e        the head reads h at e
     similar    s a $ b e   and   s b $ a e     both through the model; h at the two e summed
     choice     s context $ answer_k e          one sequence per choice k; a score each
-    tag        s w_1 ... w_n                   a label per word, on its first sub-token
+    tag        s w_1 ... w_n $ w_1 ... w_n     a label per word, on its first sub-token in the
+                                               second copy (which has seen the whole sentence)
 
 Truncation (as GPT-1's release did it: keep each segment's first tokens): a single text keeps
 at most n_ctx - 2 tokens; each segment of a two-segment input (premise/hypothesis, a/b,
 context/answer) keeps at most n_ctx // 2 - 2 (the release's multiple-choice rule); a tagged
-sentence keeps the words whose tokens fit in n_ctx - 1. Every truncation is counted and the
+sentence keeps the words whose tokens fit twice in n_ctx - 2. Every truncation is counted and the
 counts are printed (`Truncation.report`), never silent.
 
 Batches are padded on the right to the longest sequence in the batch; the padding mask
@@ -228,18 +229,29 @@ class TaskEncoder:
                 for a in answers_ids]
 
     def words(self, words, trunc: Truncation):
-        """tag: [start] w_1 ... w_n; returns (ids, first sub-token position of each kept word).
+        """tag: [start] w_1 ... w_n [delim] w_1 ... w_n; returns (ids, the position of each kept
+        word's first sub-token in the second copy, where its label goes).
 
-        Each word is encoded on its own (BPE works word by word anyway); a character tokenizer
-        gets a space token between words (not a first sub-token). Words whose tokens do not
-        fit in n_ctx - 1 are dropped (counted as a truncation)."""
-        ids, first = [self.start], []
+        GPT-1 is causal: read once, a word's first sub-token sees neither the rest of the word
+        ("hor" of "horatio") nor anything after it. Read twice, every token of the second copy
+        has already seen the whole sentence, so the per-token head gets both sides of each word
+        (the same idea as the similarity transformation's two orderings: shape the input, keep
+        the model). Each word is encoded on its own (BPE works word by word anyway); a
+        character tokenizer gets a space token between words (never a labelled position).
+        Words that do not fit twice in n_ctx - 2 tokens are dropped (counted as truncation)."""
+        pieces, n = [], 0
         for i, w in enumerate(words):
             piece = self.tokenizer.encode(w) or [self.tokenizer.unk_id]
             sep = self._space if (self._space and i) else []
-            if len(ids) + len(sep) + len(piece) > self.n_ctx:
-                trunc.mark("words", self.n_ctx - 1)
+            if 2 * (n + len(sep) + len(piece)) + 2 > self.n_ctx:
+                trunc.mark("words", (self.n_ctx - 2) // 2)
                 break
+            pieces.append((sep, piece))
+            n += len(sep) + len(piece)
+        once = [t for sep, piece in pieces for t in sep + piece]
+        ids = [self.start] + once + [self.delim]
+        first = []
+        for sep, piece in pieces:
             ids.extend(sep)
             first.append(len(ids))
             ids.extend(piece)
@@ -959,27 +971,35 @@ def shakespeare_same_play() -> TaskData:
     return _shakespeare_task("shakespeare_same_play", "similar", ["different", "same"], build)
 
 
-def shakespeare_next_speech(n_choices: int = 4) -> TaskData:
-    """Multiple choice: after a speech (its last 25 words), which is the true next speech (its
-    first 25 words)? The 3 distractors are random other speeches of the same play (not the
-    context or the answer, and not the same text); the answer's position is uniform."""
+def shakespeare_next_speech(n_choices: int = 4, words: int = 20) -> TaskData:
+    """Multiple choice: after a speech, which is the true next speech? Each text carries its
+    speaker as the pretraining corpus writes it ("HAMLET: ..."): the context is the speech's
+    speaker and last `words` words, each choice a speaker and the first `words` words of a
+    speech. The 3 distractors are random other speeches of the same play (not the context or
+    the answer, and no text twice); the answer's position is uniform."""
+    def fmt(speaker, text, first):
+        cut = _first_words(text, words) if first else _last_words(text, words)
+        return f"{speaker}: {cut}"
+
     def build(plays, rng):
         out = []
-        play_speeches = {p.slug: [_speech_text(t) for _, t in p.speeches] for p in plays}
+        play_speeches = {p.slug: [(spk, _speech_text(t)) for spk, t in p.speeches] for p in plays}
         for p, scene, i, _ in _turns(plays):
-            ctx, ans = _speech_text(scene[i][1]), _speech_text(scene[i + 1][1])
-            if len(ctx.split()) < 5 or len(ans.split()) < 3:
+            ctx = (scene[i][0], _speech_text(scene[i][1]))
+            ans = (scene[i + 1][0], _speech_text(scene[i + 1][1]))
+            if len(ctx[1].split()) < 5 or len(ans[1].split()) < 3:
                 continue
             sp = play_speeches[p.slug]
             distractors = []
             while len(distractors) < n_choices - 1:
                 d = sp[rng.integers(len(sp))]
-                if d not in (ctx, ans) and d not in distractors and len(d.split()) >= 3:
+                if d[1] not in (ctx[1], ans[1]) and d[1] not in [x[1] for x in distractors] \
+                        and len(d[1].split()) >= 3:
                     distractors.append(d)
             label = int(rng.integers(n_choices))
             choices = distractors[:label] + [ans] + distractors[label:]
-            out.append(Example(text=_last_words(ctx, 25),
-                               choices=tuple(_first_words(c, 25) for c in choices),
+            out.append(Example(text=fmt(*ctx, first=False),
+                               choices=tuple(fmt(*c, first=True) for c in choices),
                                label=label, where=f"{p.slug}:{i}"))
         return out
     return _shakespeare_task("shakespeare_next_speech", "choice",
@@ -1032,7 +1052,7 @@ def _tag_words(words, names):
     return tags
 
 
-def shakespeare_names(max_words: int = 32) -> TaskData:
+def shakespeare_names(max_words: int = 14) -> TaskData:
     """Character-name tagging (B/I/O, type PER): the names are the play's speaker-tag names
     (`_name_words`), tagged wherever they occur in its speeches ("Sir Toby Belch" -> Toby B-PER,
     Belch I-PER). Speeches are cut into windows of whole verse lines of at most `max_words`

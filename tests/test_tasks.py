@@ -92,14 +92,15 @@ def test_choice_layout_one_sequence_per_choice(bpe):
 
 
 def test_tag_layout_and_first_subtoken_alignment(bpe):
-    s, _, _ = sp(bpe)
+    s, d, _ = sp(bpe)
     words = ("good", "Horatio", "outrageous", ",", "Ophelia")
     enc = TaskEncoder("tag", bpe, 40, ["O", "B-PER", "I-PER"])
     [x] = enc.encode([Example(words=words, label=("O", "B-PER", "O", "O", "B-PER"))])
     pieces = [bpe.encode(w) for w in words]
     assert any(len(p) > 1 for p in pieces)  # the test needs a word of several sub-tokens
-    assert x.seqs == [[s] + [i for p in pieces for i in p]]
-    starts = list(np.cumsum([1] + [len(p) for p in pieces])[:-1])
+    once = [i for p in pieces for i in p]
+    assert x.seqs == [[s] + once + [d] + once]     # read twice, labelled in the second copy
+    starts = list(len(once) + 2 + np.cumsum([0] + [len(p) for p in pieces])[:-1])
     assert x.first == starts
     b = T.collate([x], "tag")
     want = np.full(len(x.seqs[0]), T.IGNORE_INDEX)
@@ -108,13 +109,13 @@ def test_tag_layout_and_first_subtoken_alignment(bpe):
 
 
 def test_tag_with_char_tokenizer_puts_ignored_spaces_between_words(char):
-    s, _, _ = sp(char)
+    s, d, _ = sp(char)
     enc = TaskEncoder("tag", char, 40, ["O", "B-PER"])
     [x] = enc.encode([Example(words=("to", "be"), label=("O", "B-PER"))])
-    assert x.seqs[0] == [s] + char.encode("to be")
-    assert x.first == [1, 4]
+    assert x.seqs[0] == [s] + char.encode("to be") + [d] + char.encode("to be")
+    assert x.first == [7, 10]
     labels = T.collate([x], "tag").labels[0]
-    assert labels.tolist() == [-100, 0, -100, -100, 1, -100]
+    assert labels.tolist() == [-100] * 7 + [0, -100, -100, 1, -100]
 
 
 # ----------------------------------------------------------------------------- truncation
@@ -153,7 +154,7 @@ def test_tag_truncation_drops_whole_words(bpe):
     [x] = TaskEncoder("tag", bpe, 16, ["O"]).encode([Example(words=words, label=("O",) * 30)], tr)
     assert len(x.seqs[0]) <= 16 and len(x.label) == len(x.first) < 30
     per = len(bpe.encode("outrageous"))
-    assert len(x.seqs[0]) == 1 + per * len(x.first)
+    assert len(x.seqs[0]) == 2 + 2 * per * len(x.first)
     assert tr.truncated_examples == 1
 
 
@@ -390,10 +391,16 @@ def test_next_speech_answer_is_the_true_next_speech():
     for e in d.test[:50]:
         slug, i = e.where.split(":")
         assert len(e.choices) == 4 and len(set(e.choices)) == 4
-        speeches = [" ".join(t.split()) for _, t in plays[slug].speeches]
-        assert any(s.startswith(e.choices[e.label]) for s in speeches)
-        for c in e.choices:   # every distractor comes from the same play
-            assert any(s.startswith(c) for s in speeches)
+        speeches = [(spk, " ".join(t.split())) for spk, t in plays[slug].speeches]
+        for k, c in enumerate(e.choices):   # "SPEAKER: first words", all from the same play
+            spk, words = c.split(": ", 1)
+            assert any(p == spk and t.startswith(words) for p, t in speeches)
+        # the answer is the speech after the context's, by another speaker
+        ctx_spk, ctx_words = e.text.split(": ", 1)
+        ans_spk, ans_words = e.choices[e.label].split(": ", 1)
+        nxt = [speeches[j + 1] for j in range(len(speeches) - 1)
+               if speeches[j][0] == ctx_spk and speeches[j][1].endswith(ctx_words)]
+        assert any(p == ans_spk != ctx_spk and t.startswith(ans_words) for p, t in nxt)
     counts = np.bincount([e.label for e in d.train], minlength=4) / len(d.train)
     assert np.all(np.abs(counts - 0.25) < 0.02)
 
@@ -404,7 +411,7 @@ def test_names_are_tagged_consistently():
     with_names = [e for e in d.test if any(t != "O" for t in e.label)]
     assert len(with_names) * 2 == len(d.test)
     for e in d.test[:200]:
-        assert len(e.words) == len(e.label) <= 32
+        assert len(e.words) == len(e.label) <= 14
         for i, t in enumerate(e.label):
             if t != "O":
                 assert e.words[i][:1].isupper()
