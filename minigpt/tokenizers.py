@@ -507,9 +507,15 @@ class BPETokenizer(_Tokenizer):
         return [self._tokens[i] for i in self.encode(text)]
 
     def encode(self, text: str) -> list[int]:
+        """Ids of `text`. The literal unknown token (`<unk>`, exact case) encodes to its id, as
+        in `transformers`, which matches it before normalising; no other special token is ever
+        produced from text, so user text cannot inject `_start_` or `_classify_`."""
         out: list[int] = []
-        for word in self.pre_tokenize(text):
-            out.extend(self._encode_word(word))
+        for i, piece in enumerate(text.split(self.unk_token)):
+            if i:
+                out.append(self.unk_id)
+            for word in self.pre_tokenize(piece):
+                out.extend(self._encode_word(word))
         return out
 
     def decode(self, ids, *, skip_special_tokens: bool = False) -> str:

@@ -452,3 +452,12 @@ def test_parity_long_text_and_unicode(parity_pair):
         assert ours.encode(text) == hf.encode(text, add_special_tokens=False)
     ids = ours.encode(SAMPLE)
     assert hf.convert_ids_to_tokens(ids) == [ours.id_to_token(i) for i in ids]
+
+
+def test_literal_unk_token_matches_transformers(parity_pair):
+    """transformers matches the unknown token's text before normalising ('<unk>' -> 0, but
+    '<UNK>' is ordinary punctuation and letters); minigpt does the same."""
+    ours, hf = parity_pair
+    for s in ["<unk>", "a<unk>b", "x <unk> y<unk>", "<UNK>", "<unk", "unk>"]:
+        assert ours.encode(s) == hf.encode(s, add_special_tokens=False)
+    assert ours.encode("<unk>") == [ours.unk_id]
