@@ -111,6 +111,21 @@ def test_objective_and_schedule(base, tmp_path, lm_coef):
     assert res["metrics"]["examples"] == 5 and res["train_examples"] == 45
 
 
+def test_same_seed_same_run_and_no_pretraining_differs(base, tmp_path):
+    data = write_tsv(tmp_path / "s.tsv", sentiment_rows(30))
+
+    def losses(**kw):
+        cfg = FinetuneConfig(task="classify", data=str(data), init=str(base), epochs=1,
+                             batch_size=8, lr=1e-3, **kw)
+        s = finetune(cfg, progress=False, log=lambda m: None)
+        return s["last"]["loss"], s["model"].head.linear.weight.data.copy()
+
+    (a, wa), (b, wb) = losses(seed=4), losses(seed=4)
+    assert a == b and np.array_equal(wa, wb)     # dropout, order and head init all seeded
+    assert losses(seed=5)[0] != a
+    assert losses(seed=4, pretrained=False)[0] != a
+
+
 def test_learns_a_separable_task_and_checkpoint_round_trip(base, tmp_path):
     data = write_tsv(tmp_path / "train.tsv", sentiment_rows(64))
     test = write_tsv(tmp_path / "test.tsv", sentiment_rows(16, seed=1))
