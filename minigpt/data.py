@@ -40,11 +40,12 @@ import importlib.util
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .tokenizers import _atomic_write_text
 
 __all__ = ["Play", "Corpus", "shakespeare_plays", "load_corpus", "encode_corpus", "get_batch",
            "parse_play_markdown", "render_speeches", "play_split", "cache_dir",
@@ -308,17 +309,7 @@ def _cache_key(plays_dir: Path) -> str:
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _atomic_write_text(path, text)  # temporary file + rename (tokenizers.py)
 
 
 def _plays_to_json(plays: list[Play]) -> str:
