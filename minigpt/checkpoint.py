@@ -65,18 +65,27 @@ def save_checkpoint(path, model: GPT, tokenizer=None, optimizer=None, state: dic
             safetensors.save_file(tensors, tmp / "optimizer.safetensors")
             full_state["optimizer"] = opt
         _write_json(tmp / "state.json", full_state)
-        old = path.parent / f".{path.name}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old.exists():
-            shutil.rmtree(old)
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def replace_directory(new: Path, path: Path) -> None:
+    """Put the complete directory `new` at `path`, replacing what was there, by two renames.
+
+    Between them the previous directory waits as `.NAME.old`, which `resolve_checkpoint` still
+    finds, so a crash at any moment leaves one complete checkpoint reachable.
+    """
+    old = path.parent / f".{path.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(new, path)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def resolve_checkpoint(path) -> Path:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -34,7 +33,8 @@ import numpy as np
 from . import random as mgrandom
 from . import safetensors
 from .autograd import no_grad
-from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, load_checkpoint, replace_directory, resolve_checkpoint,
+                         save_checkpoint)
 from .heads import TaskModel, make_head, task_loss
 from .model import GPT
 from .optim import Adam, warmup_linear
@@ -130,14 +130,7 @@ def save_finetuned(path, model: TaskModel, tokenizer, info: dict, state: dict | 
                               metadata={"format": "np"})
         (inner / TASK_FILE).write_text(json.dumps({"format": TASK_FORMAT, "version": 1, **info},
                                                   indent=2), encoding="utf-8")
-        old = path.parent / f".{path.name}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(inner, path)
-        if old.exists():
-            shutil.rmtree(old)
+        replace_directory(inner, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
