@@ -81,12 +81,12 @@ def build_corpus(path: Path) -> None:
     from minigpt.data import play_split, render_speeches, shakespeare_plays
     train_plays, _ = play_split(shakespeare_plays())
     docs = [render_speeches(scene) for p in train_plays for scene in p.scenes]
-    _, rows = T._rt_rows()
+    _, rows = T.rotten_tomatoes_rows()
     allowed = set(T.rotten_tomatoes_unlabeled("train"))  # no text that a test movie also has
     by_movie = {}
     for r in rows:
         text = " ".join(r["text"].split())
-        if text in allowed and not T._rt_is_test(r["movie_name"]):
+        if text in allowed and not T.is_test_movie(r["movie_name"]):
             by_movie.setdefault(r["movie_name"], []).append(text)
     docs += ["\n".join(v) + "\n\n" for _, v in sorted(by_movie.items())]
     order = np.random.default_rng(0).permutation(len(docs))

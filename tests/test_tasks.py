@@ -339,9 +339,9 @@ def test_rotten_tomatoes_split_by_movie_and_balanced():
     for split in (d.train, d.test):
         c = {lab: sum(e.label == lab for e in split) for lab in d.labels}
         assert c["fresh"] == c["rotten"] > 1000
-    _, rows = T._rt_rows()
-    train_movies = {r["movie_name"] for r in rows if not T._rt_is_test(r["movie_name"])}
-    test_movies = {r["movie_name"] for r in rows if T._rt_is_test(r["movie_name"])}
+    _, rows = T.rotten_tomatoes_rows()
+    train_movies = {r["movie_name"] for r in rows if not T.is_test_movie(r["movie_name"])}
+    test_movies = {r["movie_name"] for r in rows if T.is_test_movie(r["movie_name"])}
     assert train_movies and test_movies and not train_movies & test_movies
     unl = T.rotten_tomatoes_unlabeled("train")
     assert len(unl) > len(d.train) and not set(unl) & {e.text for e in d.test}
