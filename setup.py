@@ -21,7 +21,12 @@ setup(
     include_package_data=True,
     install_requires=["numpy>=1.24", "tqdm>=4.60"],
     extras_require={
-        "dev": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7"],
+        "dev": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7",
+                # the tutorials extra, so that `make test` executes the notebooks
+                "jupytext>=1.16", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+        # the notebooks in tutorials/: build them from their sources and run them in a kernel
+        "tutorials": ["jupytext>=1.16", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",
+                      "matplotlib>=3.7"],
         "plot": ["matplotlib>=3.7"],
         "gpu": ["cupy-cuda13x>=13"],
         "interop": ["transformers>=4.40"],
