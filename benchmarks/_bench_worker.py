@@ -5,6 +5,9 @@
 IMPL is `minigpt`, `torch_eager` (explicit masked softmax, torch.optim.AdamW's default
 for-loop implementation) or `torch_best` (scaled_dot_product_attention + fused AdamW); or
 `sgemm`, whose "step" is one 2048^3 matmul (the BLAS rate of the moment, for MFU).
+Two environment variables, set by the driver, choose which minigpt runs: MINIGPT_BENCH_ROOT
+(a checkout of another commit, imported instead of this one: old and new side by side) and
+MINIGPT_OPS (minigpt's op tier: `reference` for the readable ops, `fast`/`auto` tuned).
 Every implementation starts from minigpt's initial weights (GPT(config, seed)) and trains on
 the same batches, so their losses must agree.
 
@@ -23,13 +26,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("MINIGPT_BENCH_ROOT") or Path(__file__).resolve().parents[1])
 sys.path.insert(0, str(ROOT))
 
 from minigpt import GPT, GPTConfig  # noqa: E402
@@ -255,7 +259,9 @@ def main():
             ids = runner.sample([1], n)
             reply({"dt": time.perf_counter() - t0, "ids": ids})
         elif cmd == "stats":
-            reply({"peak_rss_mb": peak_rss_mb(), "threads": runner.threads()})
+            import minigpt
+            reply({"peak_rss_mb": peak_rss_mb(), "threads": runner.threads(),
+                   "minigpt_from": str(Path(minigpt.__file__).parent)})
         elif cmd == "quit":
             break
 

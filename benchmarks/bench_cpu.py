@@ -2,7 +2,14 @@
 
     python benchmarks/bench_cpu.py                          # tiny, small and gpt1 (~10 min on 2 cores)
     python benchmarks/bench_cpu.py --configs tiny --rounds 5 --no-extras   # a quick look
-    python benchmarks/bench_cpu.py --threads 1             # one thread each (a loaded machine)
+    python benchmarks/bench_cpu.py --threads 1             # one thread each
+    python benchmarks/bench_cpu.py --compare HEAD~5        # also that commit's minigpt, side by side
+    python benchmarks/bench_cpu.py --impls minigpt,minigpt_reference   # tuned vs readable ops
+
+Only a run on an idle machine is a result: the load average is printed before and after every
+config, and a start above 0.5 prints "machine busy: not a result" above the table (other
+processes take cores from the libraries unequally: PyTorch's OpenMP threads suffer more, which
+once made minigpt look 1.8x faster than it is).
 
 Implementations, each in its own process (benchmarks/_bench_worker.py), all float32, all
 starting from minigpt's initial weights and training on the same batches with dropout off
@@ -12,6 +19,9 @@ starting from minigpt's initial weights and training on the same batches with dr
                (for-loop) implementation, with eps and weight decay reset every step so that it
                applies GPT-1's Adam formula exactly (see the worker)
   torch_best   scaled_dot_product_attention (fused attention) + fused AdamW
+  minigpt_reference  this repository with the readable reference ops (MINIGPT_OPS=reference)
+  minigpt@REV  another commit of minigpt (a git worktree made by --compare REV), to show that a
+               change made nothing slower: same process layout, same batches
 
 Method: the driver asks each process for one step at a time, round-robin, the order reversed
 every round, so that a change in the machine's load hits every implementation alike; the
@@ -51,6 +61,39 @@ CONFIGS = {  # name -> (model config, batch size, default timed rounds, sampled 
     "micro": (dict(vocab_size=32, n_ctx=16, n_layer=2, n_embd=32, n_head=2), 4, 2, 8),  # tests
 }
 IMPLS = ("minigpt", "torch_eager", "torch_best")
+IDLE_LOAD = 0.5  # load average above which a measurement is not a result
+COMPARE_ROOTS: dict[str, Path] = {}  # "minigpt@REV" -> a worktree of REV (filled by --compare)
+
+
+def worker_command(impl: str) -> tuple[str, dict]:
+    """(the worker's implementation name, environment overrides) for an entry of --impls."""
+    if impl == "minigpt_reference":
+        return "minigpt", {"MINIGPT_OPS": "reference"}
+    if impl in COMPARE_ROOTS:
+        return "minigpt", {"MINIGPT_BENCH_ROOT": str(COMPARE_ROOTS[impl]), "MINIGPT_OPS": ""}
+    return impl, {}
+
+
+def add_worktree(rev: str) -> str:
+    """Check out `rev` of this repository in a temporary git worktree; its impl name."""
+    import tempfile
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True,
+                         text=True)
+    if sha.returncode:
+        raise SystemExit(f"bench_cpu: --compare {rev!r}: not a commit of this repository "
+                         f"({sha.stderr.strip()})")
+    path = Path(tempfile.mkdtemp(prefix=f"minigpt-bench-{sha.stdout.strip()}-"))
+    subprocess.run(["git", "worktree", "add", "--detach", "--force", str(path), rev], cwd=ROOT,
+                   check=True, capture_output=True)
+    name = f"minigpt@{sha.stdout.strip()}"
+    COMPARE_ROOTS[name] = path
+    return name
+
+
+def remove_worktrees() -> None:
+    for path in COMPARE_ROOTS.values():
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT,
+                       capture_output=True)
 
 
 class Worker:
@@ -62,7 +105,9 @@ class Worker:
         if threads:  # every thread pool either library may use
             for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
                 env[var] = str(threads)
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), impl, json.dumps(opts)],
+        worker_impl, overrides = worker_command(impl)
+        env.update(overrides)
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), worker_impl, json.dumps(opts)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      cwd=ROOT, env=env)
         self.read()  # {"ready": true} once the model and optimizer exist
@@ -215,6 +260,7 @@ def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int,
         entry = {"median_s": statistics.median(t), "tokens_per_s": B * T / statistics.median(t),
                  "last_loss": losses[impl], "eval_loss": evals[impl],
                  "peak_rss_mb": stats[impl]["peak_rss_mb"], "threads": stats[impl]["threads"],
+                 "minigpt_from": stats[impl].get("minigpt_from"),
                  "times": t, "cpu_median_s": statistics.median(cpu[impl]),
                  "mfu": statistics.median(fpt * B * T / ti / rate for ti, rate in zip(t, sgemm_rates))}
         if base is not None and impl != "minigpt":
@@ -245,6 +291,11 @@ def check_losses(result: dict, tol: float) -> list[str]:
 def print_table(info: dict, results: list, sgemm: dict, gradcheck_s, file=sys.stdout):
     p = lambda *a: print(*a, file=file)  # noqa: E731
     p(f"\n## CPU benchmark: {info['date']}")
+    if info.get("busy"):
+        p(f"**machine busy: not a result** (load average {info['load_start']:.2f} at the start, "
+          f"above {IDLE_LOAD}: other processes take cores from the libraries unequally)")
+    else:
+        p(f"idle machine: load average {info['load_start']:.2f} at the start (<= {IDLE_LOAD})")
     p(f"machine: {info['cpu']}, {info['cores']} cores; numpy {info['numpy']}, torch {info['torch']}, "
       f"python {info['python']}, OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}")
     p(f"sgemm at the start (2048^3, best of 8): NumPy/OpenBLAS {sgemm['numpy']:.0f} GFLOP/s, "
@@ -270,7 +321,9 @@ def print_table(info: dict, results: list, sgemm: dict, gradcheck_s, file=sys.st
           f"average {res['load_before']:.1f} before, {res['load_after']:.1f} after; sgemm in the "
           f"rounds {res['sgemm_gflops_median']:.0f} GFLOP/s (median); losses " +
           ", ".join(f"{i} {e['last_loss']:.5f}/{e['eval_loss']:.5f}" for i, e in res["impls"].items())
-          + " (last step / held-out)")
+          + " (last step / held-out)" + ("  BUSY: not a result" if res["load_before"] > IDLE_LOAD else ""))
+        for i, e in res["impls"].items():
+            p(f"  {res['config']} {i} threads: {e['threads']}")
     if gradcheck_s is not None:
         p(f"whole-model float64 gradcheck (2 layers, 8 wide, {gradcheck_s[1]} parameters): "
           f"{gradcheck_s[0]:.1f} s")
@@ -292,10 +345,25 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads per implementation (default: each library's own, all cores)")
+    ap.add_argument("--compare", action="append", default=[], metavar="REV",
+                    help="also time minigpt as of this commit (a temporary git worktree); "
+                         "repeatable")
     args = ap.parse_args(argv)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     impls = [i for i in args.impls.split(",") if i]
+    try:
+        impls += [add_worktree(rev) for rev in args.compare]
+        return run(args, impls, log)
+    finally:
+        remove_worktrees()
+
+
+def run(args, impls, log) -> int:
     info = machine_info()
+    info["load_start"] = loadavg()
+    info["busy"] = info["load_start"] > IDLE_LOAD
+    if info["busy"]:
+        log(f"machine busy: load average {info['load_start']:.2f} > {IDLE_LOAD}: not a result")
     sgemm = {"numpy": float("nan")}
     gradcheck_s = None
     if not args.no_extras:
@@ -327,6 +395,8 @@ def main(argv=None) -> int:
         print("\nFAIL: the implementations' losses disagree:\n  " + "\n  ".join(problems))
         return 1
     print(f"\nlosses agree to {args.tol} in every config")
+    if info["busy"]:
+        print("machine busy: not a result")
     return 0
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_cpu  # noqa: E402
 
 
 def test_micro_run_losses_agree(tmp_path):
+    pytest.importorskip("torch")
     out = tmp_path / "bench.json"
     status = bench_cpu.main(["--configs", "micro", "--rounds", "2", "--warmup", "1",
                              "--sample-rounds", "1", "--no-extras", "--quiet", "--threads", "1",
@@ -38,3 +38,35 @@ def test_loss_guard_reports_disagreement():
                                          "torch_eager": {"last_loss": 1.001, "eval_loss": 1.0}}}
     problems = bench_cpu.check_losses(fake, 5e-5)
     assert len(problems) == 1 and "torch_eager last_loss" in problems[0]
+
+
+def test_busy_machine_is_flagged_not_a_result(monkeypatch, tmp_path, capsys):
+    """A start above load 0.5 prints 'machine busy: not a result' and records it."""
+    monkeypatch.setattr(bench_cpu, "loadavg", lambda: 3.5)
+    out = tmp_path / "bench.json"
+    status = bench_cpu.main(["--configs", "micro", "--impls", "minigpt", "--rounds", "1",
+                             "--warmup", "0", "--sample-rounds", "0", "--no-extras", "--quiet",
+                             "--threads", "1", "--json", str(out)])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "machine busy: not a result" in printed
+    assert json.loads(out.read_text())["info"]["busy"] is True
+
+
+def test_compare_runs_another_commit_side_by_side(tmp_path):
+    """--compare REV times minigpt from a worktree of REV beside this checkout (same losses)."""
+    import subprocess
+    root = Path(bench_cpu.ROOT)
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    out = tmp_path / "bench.json"
+    status = bench_cpu.main(["--configs", "micro", "--impls", "minigpt", "--compare", "HEAD",
+                             "--rounds", "1", "--warmup", "0", "--sample-rounds", "0",
+                             "--no-extras", "--quiet", "--threads", "1", "--json", str(out)])
+    assert status == 0
+    impls = json.loads(out.read_text())["results"][0]["impls"]
+    (other,) = [name for name in impls if name.startswith("minigpt@")]
+    assert abs(impls[other]["last_loss"] - impls["minigpt"]["last_loss"]) < 5e-5
+    assert "minigpt-bench-" in impls[other]["minigpt_from"]  # imported from the worktree
+    assert impls["minigpt"]["minigpt_from"] == str(root / "minigpt")
+    assert not bench_cpu.COMPARE_ROOTS[other].exists()  # the worktree is removed afterwards
