@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import dispatch
 from . import kernels as _kernels
 from .autograd import Function, Tensor, check_float
 from .backend import get_array_module
@@ -186,7 +187,7 @@ def embedding(idx, weight: Tensor) -> Tensor:
         if lo < 0 or hi >= V:
             bad = lo if lo < 0 else hi
             raise ValueError(f"embedding id {bad} is outside the vocabulary [0, {V})")
-    return Embedding.apply(weight, idx=idx)
+    return dispatch.apply("embedding", weight, idx=idx)
 
 
 # ---- linear ----------------------------------------------------------------------------------
@@ -232,7 +233,9 @@ class Linear(Function):
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is not None and bias.shape != (weight.shape[1],):
         raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
-    return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
+    if bias is None:
+        return dispatch.apply("linear", x, weight)
+    return dispatch.apply("linear", x, weight, bias)
 
 
 # ---- layer norm ------------------------------------------------------------------------------
@@ -306,7 +309,7 @@ class LayerNorm(Function):
 
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
-    return LayerNorm.apply(x, weight, bias, eps=eps)
+    return dispatch.apply("layer_norm", x, weight, bias, eps=eps)
 
 
 # ---- GELU ------------------------------------------------------------------------------------
@@ -374,7 +377,7 @@ class GELU(Function):
 
 
 def gelu(x: Tensor) -> Tensor:
-    return GELU.apply(x)
+    return dispatch.apply("gelu", x)
 
 
 # ---- softmax ---------------------------------------------------------------------------------
@@ -399,11 +402,7 @@ class Softmax(Function):
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    # CuPy float32 over the last axis: one kernel launch (kernels/02_softmax_warp.cu), same
-    # result; minigpt.kernels.use_fused(False) or MINIGPT_FUSED=0 turns this off
-    if _kernels.can_fuse_softmax(_data(x), axis):
-        return FusedSoftmax.apply(x, axis=-1)
-    return Softmax.apply(x, axis=axis)
+    return dispatch.apply("softmax", x, axis=axis)
 
 
 def _log_softmax(x, axis):
@@ -434,7 +433,7 @@ class LogSoftmax(Function):
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return LogSoftmax.apply(x, axis=axis)
+    return dispatch.apply("log_softmax", x, axis=axis)
 
 
 # ---- attention -------------------------------------------------------------------------------
@@ -480,10 +479,11 @@ class Attention(Function):
     buffer, so the caller's transpose back to (B, Tq, C) is a free view rather than a copy.
     """
 
-    def forward(self, q, k, v, mask=None, dropout_p=0.0, rng=None):
+    def forward(self, q, k, v, causal=True, padding_mask=None, dropout_p=0.0, rng=None):
         xp = get_array_module(q)
         B, nh, Tq, hs = q.shape
         Tk, dt = k.shape[2], q.dtype.type
+        mask = attention_mask(Tq, Tk, causal, padding_mask, xp)
         scale = dt(1.0 / math.sqrt(hs))
         add_mask = None if mask is None else xp.where(mask, dt(0), dt(-np.inf))  # 0 or -inf
         D = None
@@ -565,15 +565,11 @@ def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, padding_mask
                              f"(B, Tk) = {(B, Tk)}")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"attention dropout probability must be in [0, 1), got {dropout_p}")
-    # CuPy float32, head size 32/64/128, no attention dropout: the flash kernels
-    # (kernels/04, 05), same semantics, O(T) memory; use_fused(False) / MINIGPT_FUSED=0 off
-    if dropout_p == 0.0 and _kernels.can_fuse_attention(_data(q), _data(k), _data(v)):
-        return FusedAttention.apply(q, k, v, causal=causal, padding_mask=padding_mask)
-    mask = attention_mask(Tq, Tk, causal, padding_mask, xp)
     if dropout_p > 0.0 and rng is None:
         from .random import get_rng
         rng = get_rng(xp)
-    return Attention.apply(q, k, v, mask=mask, dropout_p=dropout_p, rng=rng)
+    return dispatch.apply("attention", q, k, v, causal=causal, padding_mask=padding_mask,
+                          dropout_p=dropout_p, rng=rng)
 
 
 # ---- dropout ---------------------------------------------------------------------------------
@@ -606,7 +602,7 @@ def dropout(x: Tensor, p: float, training: bool, rng=None) -> Tensor:
     if rng is None:
         from .random import get_rng
         rng = get_rng(get_array_module(_data(x)))
-    return Dropout.apply(x, p=p, rng=rng)
+    return dispatch.apply("dropout", x, p=p, rng=rng)
 
 
 # ---- cross-entropy ---------------------------------------------------------------------------
@@ -676,4 +672,31 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
         raise ValueError(f"cross_entropy target {int(flat_t[bad][0])} is outside [0, {V}) "
                          f"and is not ignore_index={ignore_index}")
     flat = logits.reshape(-1, V) if logits.ndim != 2 else logits
-    return CrossEntropy.apply(flat, targets=flat_t, ignore_index=ignore_index)
+    return dispatch.apply("cross_entropy", flat, targets=flat_t, ignore_index=ignore_index)
+
+
+# ---- registration (until minigpt/ops and minigpt/fast land, these classes serve both) -------
+
+for _op, _cls in (("embedding", Embedding), ("linear", Linear), ("layer_norm", LayerNorm),
+                  ("gelu", GELU), ("softmax", Softmax), ("log_softmax", LogSoftmax),
+                  ("attention", Attention), ("dropout", Dropout),
+                  ("cross_entropy", CrossEntropy)):
+    dispatch.register(_op, "reference", _cls)
+    dispatch.register(_op, "fast", _cls)
+
+
+# ---- CUDA kernels: TEMPORARY, until minigpt/cuda/ registers its own Functions ---------------
+# CuPy float32: softmax over the last axis in one launch (kernels/02_softmax_warp.cu), and
+# attention with head size 32/64/128 and no attention dropout on the flash kernels (04, 05);
+# minigpt.kernels.use_fused(False) / MINIGPT_FUSED=0 turns them off.
+
+class _KernelAttention(FusedAttention):
+    def forward(self, q, k, v, causal=True, padding_mask=None, dropout_p=0.0, rng=None):
+        return super().forward(q, k, v, causal=causal, padding_mask=padding_mask)
+
+
+dispatch.register("attention", "cuda", _KernelAttention,
+                  supports=lambda q, k, v, dropout_p=0.0, **_: dropout_p == 0.0
+                  and _kernels.can_fuse_attention(q, k, v))
+dispatch.register("softmax", "cuda", FusedSoftmax,
+                  supports=lambda x, axis=-1: _kernels.can_fuse_softmax(x, axis))
