@@ -1,6 +1,6 @@
 """Load and save the released GPT-1 weights: HuggingFace `openai-gpt` and OpenAI's original files.
 
-Layouts read by `load_pretrained(path)` (a directory):
+Layouts read by `GPT.from_pretrained(path)` (a directory; implemented by `load_pretrained`):
 
 * HuggingFace: `config.json` (model_type "openai-gpt") + `model.safetensors` (read with
   minigpt's own reader, no torch), or a sharded `model.safetensors.index.json`, or
@@ -18,7 +18,7 @@ Layouts read by `load_pretrained(path)` (a directory):
   The number of heads is not stored there: GPT-1's 12 unless `n_head=` says otherwise.
 * A minigpt checkpoint directory (config.json with "format": "minigpt-checkpoint") is read too.
 
-`save_pretrained(model, path)` writes `config.json` + `model.safetensors` in exactly the form
+`model.save_pretrained(path)` (`save_pretrained(model, path)`) writes `config.json` + `model.safetensors` in exactly the form
 `transformers.OpenAIGPTLMHeadModel.save_pretrained` writes: keys `transformer.<name>`, and no
 `lm_head.weight` (transformers ties it to `transformer.tokens_embed.weight` on load).
 
@@ -42,7 +42,6 @@ import numpy as np
 
 from . import safetensors
 from .backend import to_numpy
-from .model import GPT, GPTConfig
 
 __all__ = ["load_pretrained", "save_pretrained", "PretrainedFormatError", "hf_config", "config_dict",
            "HF_CONFIG", "HF_SAFETENSORS", "HF_SAFETENSORS_INDEX", "HF_TORCH_BIN",
@@ -85,8 +84,11 @@ class PretrainedFormatError(ValueError):
 
 # ================================================================================ loading
 
-def load_pretrained(path, *, n_head: int | None = None, dtype: str = "float32") -> GPT:
-    """A GPT holding the weights in directory `path` (HuggingFace, OpenAI release or minigpt).
+def load_pretrained(model_class, path, *, n_head: int | None = None, dtype: str = "float32"):
+    """A `model_class` (GPT) holding the weights in directory `path` (HuggingFace, OpenAI
+    release or minigpt). Called as `GPT.from_pretrained(path)`: this module never imports
+    minigpt.model, the model class comes in as an argument (so model.py can delegate here
+    without an import cycle); `model_class.config_class` is its config dataclass.
 
     n_head: only for OpenAI's layout, which does not record it (default 12, GPT-1's).
     dtype: "float32" (the released weights' precision) or "float64".
@@ -100,9 +102,10 @@ def load_pretrained(path, *, n_head: int | None = None, dtype: str = "float32") 
                                     f"({HF_CONFIG} + {HF_SAFETENSORS}, or {OPENAI_SHAPES} + "
                                     f"params_*.npy), got a file")
     if (p / HF_CONFIG).is_file():
-        model = _load_hf(p, dtype)
+        model = _load_hf(model_class, p, dtype)
     elif (p / OPENAI_SHAPES).is_file():
-        model = _load_openai(p, n_head if n_head is not None else GPT1_N_HEAD, dtype)
+        model = _load_openai(model_class, p, n_head if n_head is not None else GPT1_N_HEAD,
+                             dtype)
     else:
         raise FileNotFoundError(
             f"{p}: no GPT-1 weights found: expected {HF_CONFIG} with {HF_SAFETENSORS} or "
@@ -119,8 +122,9 @@ def _read_json(file: Path):
         raise PretrainedFormatError(f"{file}: not valid JSON ({e}); truncated or corrupt?") from None
 
 
-def hf_config(d: dict, file="config.json", dtype: str = "float32") -> GPTConfig:
-    """GPTConfig from a HuggingFace openai-gpt config dict (errors name `file`)."""
+def hf_config(config_class, d: dict, file="config.json", dtype: str = "float32"):
+    """A `config_class` (GPTConfig) from a HuggingFace openai-gpt config dict (errors name
+    `file`)."""
     if not isinstance(d, dict):
         raise PretrainedFormatError(f"{file}: expected a JSON object, got {type(d).__name__}")
     model_type = d.get("model_type")
@@ -139,7 +143,7 @@ def hf_config(d: dict, file="config.json", dtype: str = "float32") -> GPTConfig:
     if not d.get("tie_word_embeddings", True):
         raise PretrainedFormatError(f"{file}: tie_word_embeddings is false; GPT-1 (and minigpt) "
                                     f"tie the output layer to the token embedding")
-    defaults = GPTConfig()
+    defaults = config_class()
     fields = {}
     for ours, theirs in (("vocab_size", "vocab_size"), ("n_ctx", "n_positions"),
                          ("n_embd", "n_embd"), ("n_layer", "n_layer"), ("n_head", "n_head")):
@@ -161,19 +165,19 @@ def hf_config(d: dict, file="config.json", dtype: str = "float32") -> GPTConfig:
             raise PretrainedFormatError(f"{file}: {name} must be a number, got {value!r}")
         fields[name] = float(value)
     try:
-        return GPTConfig(**fields, dtype=dtype)
+        return config_class(**fields, dtype=dtype)
     except ValueError as e:
         raise PretrainedFormatError(f"{file}: {e}") from None
 
 
-def _load_hf(p: Path, dtype: str) -> GPT:
+def _load_hf(model_class, p: Path, dtype: str):
     cfg_file = p / HF_CONFIG
     d = _read_json(cfg_file)
     if isinstance(d, dict) and d.get("format") == MINIGPT_CHECKPOINT_FORMAT:
-        return _load_minigpt(p, d, dtype)
-    config = hf_config(d, cfg_file, dtype)
+        return _load_minigpt(model_class, p, d, dtype)
+    config = hf_config(model_class.config_class, d, cfg_file, dtype)
     weights, source = _read_hf_weights(p)
-    return _build(config, weights, source, p)
+    return _build(model_class, config, weights, source, p)
 
 
 def _read_hf_weights(p: Path) -> tuple[dict, str]:
@@ -231,7 +235,7 @@ def _read_torch_bin(f: Path) -> dict:
     return out
 
 
-def _split_hf_names(weights: dict, source: str, config: GPTConfig):
+def _split_hf_names(weights: dict, source: str, config):
     """(minigpt state dict, lm_head or None, heads) from HuggingFace names."""
     state, heads, lm_head = {}, {}, None
     for name, arr in weights.items():
@@ -250,7 +254,7 @@ def _split_hf_names(weights: dict, source: str, config: GPTConfig):
     return state, lm_head, heads
 
 
-def _build(config: GPTConfig, weights: dict, source: str, directory: Path) -> GPT:
+def _build(model_class, config, weights: dict, source: str, directory: Path):
     state, lm_head, heads = _split_hf_names(weights, source, config)
     if "tokens_embed.weight" not in state and lm_head is not None:
         state["tokens_embed.weight"] = lm_head  # OpenAIGPTDoubleHeadsModel saves only lm_head
@@ -266,13 +270,13 @@ def _build(config: GPTConfig, weights: dict, source: str, directory: Path) -> GP
         raise PretrainedFormatError(
             f"{source}: tokens_embed.weight has {te.shape[0]} rows but "
             f"{directory / HF_CONFIG} says vocab_size {config.vocab_size}")
-    model = GPT(config)
+    model = model_class(config)
     _load_into(model, state, source)
     model.pretrained_heads = heads
     return model
 
 
-def _load_into(model: GPT, state: dict, source: str) -> None:
+def _load_into(model, state: dict, source: str) -> None:
     own = dict(model.named_parameters())
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -303,14 +307,14 @@ def _short(names, n=6) -> str:
     return str(names[:n])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > n else "]")
 
 
-def _load_minigpt(p: Path, d: dict, dtype: str) -> GPT:
+def _load_minigpt(model_class, p: Path, d: dict, dtype: str):
     cfg = {k: v for k, v in d.items() if k not in ("format", "version")}
     try:
-        config = GPTConfig.from_dict({**cfg, "dtype": dtype})
+        config = model_class.config_class.from_dict({**cfg, "dtype": dtype})
     except (TypeError, ValueError) as e:
         raise PretrainedFormatError(f"{p / HF_CONFIG}: {e}") from None
     weights, source = _read_hf_weights(p)
-    return _build(config, weights, source, p)
+    return _build(model_class, config, weights, source, p)
 
 
 # ---- OpenAI's original release ------------------------------------------------------------
@@ -330,7 +334,7 @@ def _shard_files(p: Path) -> list[Path]:
     return [found[i] for i in range(len(found))]
 
 
-def _load_openai(p: Path, n_head: int, dtype: str) -> GPT:
+def _load_openai(model_class, p: Path, n_head: int, dtype: str):
     shapes_file = p / OPENAI_SHAPES
     shapes = _read_json(shapes_file)
     if not isinstance(shapes, list) or not all(
@@ -392,12 +396,12 @@ def _load_openai(p: Path, n_head: int, dtype: str) -> GPT:
         state[name] = arr[0] if len(shape) == 3 else arr  # squeeze the width-1 conv axis
         offset += size
     try:
-        config = GPTConfig(vocab_size=vocab, n_ctx=n_ctx, n_layer=n_layer, n_embd=C,
+        config = model_class.config_class(vocab_size=vocab, n_ctx=n_ctx, n_layer=n_layer, n_embd=C,
                            n_head=n_head, dtype=dtype)
     except ValueError as e:
         raise PretrainedFormatError(f"{shapes_file}: {e} (n_head is not stored in OpenAI's "
                                     f"files; pass n_head=)") from None
-    model = GPT(config)
+    model = model_class(config)
     _load_into(model, state, str(shapes_file))
     model.pretrained_heads = {}
     return model
@@ -405,7 +409,7 @@ def _load_openai(p: Path, n_head: int, dtype: str) -> GPT:
 
 # ================================================================================= saving
 
-def config_dict(config: GPTConfig, architecture: str = ARCH_LM) -> dict:
+def config_dict(config, architecture: str = ARCH_LM) -> dict:
     """The HuggingFace openai-gpt config.json for `config`."""
     return {
         "architectures": [architecture],
@@ -431,7 +435,7 @@ def config_dict(config: GPTConfig, architecture: str = ARCH_LM) -> dict:
     }
 
 
-def save_pretrained(model: GPT, path, tokenizer=None, *, include_heads: bool = False) -> Path:
+def save_pretrained(model, path, tokenizer=None, *, include_heads: bool = False) -> Path:
     """Write `path/config.json` + `path/model.safetensors` for transformers' openai-gpt.
 
     The weights are stored in float32 under `transformer.<name>` with no `lm_head.weight`,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import functional as F
+from . import interop
 from .autograd import Tensor
 from .backend import get_array_module
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
@@ -152,6 +153,8 @@ class Block(Module):
 class GPT(Module):
     """GPT-1. `model(idx)` -> logits (B, T, vocab); `model.hidden_states(idx)` -> h_n (B, T, C)."""
 
+    config_class = GPTConfig   # what from_pretrained builds the configuration with
+
     def __init__(self, config: GPTConfig, seed: int = 0):
         super().__init__()
         self.config = config
@@ -236,15 +239,17 @@ class GPT(Module):
         self.config = dataclasses.replace(self.config, vocab_size=vocab_size)
 
     # ---- interop with the released GPT-1 weights (implemented in interop.py) ---------------
+    # interop.py never imports this module: it receives the class (and `config_class`) as an
+    # argument, so the dependency runs one way, model -> interop.
     @classmethod
     def from_pretrained(cls, path, **options) -> "GPT":
         """Load HuggingFace (`config.json` + `model.safetensors`/`pytorch_model.bin`) or the
-        original OpenAI release (`params_shapes.json` + `params_*.npy`) weights."""
-        from .interop import load_pretrained
-        return load_pretrained(path, **options)
+        original OpenAI release (`params_shapes.json` + `params_*.npy`) weights.
+        options: n_head= (OpenAI's layout does not record it), dtype= ("float32"/"float64")."""
+        return interop.load_pretrained(cls, path, **options)
 
-    def save_pretrained(self, path, tokenizer=None) -> None:
+    def save_pretrained(self, path, tokenizer=None, *, include_heads: bool = False):
         """Write `config.json` + `model.safetensors` that `transformers` loads as
-        OpenAIGPTLMHeadModel."""
-        from .interop import save_pretrained
-        save_pretrained(self, path, tokenizer=tokenizer)
+        OpenAIGPTLMHeadModel (OpenAIGPTDoubleHeadsModel with include_heads); returns the path."""
+        return interop.save_pretrained(self, path, tokenizer=tokenizer,
+                                       include_heads=include_heads)

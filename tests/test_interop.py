@@ -16,8 +16,7 @@ import pytest
 
 from minigpt import GPT, GPTConfig, no_grad
 from minigpt import safetensors as st
-from minigpt.interop import (GPT1_N_HEAD, PretrainedFormatError, load_pretrained,
-                             save_pretrained)
+from minigpt.interop import GPT1_N_HEAD, PretrainedFormatError
 
 try:
     import torch
@@ -107,7 +106,7 @@ def ids():
 def test_hf_safetensors_logits_parity(hf_lm, ids):
     hf, d = hf_lm
     assert {"config.json", "model.safetensors"} <= set(os.listdir(d))
-    model = load_pretrained(d)
+    model = GPT.from_pretrained(d)
     assert model.config == GPTConfig(vocab_size=V, n_ctx=T, n_layer=L, n_embd=C, n_head=H,
                                      embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
     assert not model.training and model.pretrained_heads == {}
@@ -117,7 +116,7 @@ def test_hf_safetensors_logits_parity(hf_lm, ids):
     assert ours.dtype == np.float32
     assert np.abs(ref).max() > 1.0  # the random weights make the comparison meaningful
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)
-    # GPT.from_pretrained is the same loader
+    # loading twice gives the same model
     with no_grad():
         np.testing.assert_array_equal(GPT.from_pretrained(d)(ids).data, ours)
 
@@ -125,7 +124,7 @@ def test_hf_safetensors_logits_parity(hf_lm, ids):
 @requires_hf
 def test_hf_padding_mask_parity(hf_lm, ids):
     hf, d = hf_lm
-    model = load_pretrained(d)
+    model = GPT.from_pretrained(d)
     lengths = np.array([T, 11, 5])
     # right padding: every query sees at least key 0, so every position is comparable
     right = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)
@@ -145,7 +144,7 @@ def test_hf_padding_mask_parity(hf_lm, ids):
 @requires_hf
 def test_hf_gradient_parity(hf_lm, ids):
     hf, d = hf_lm
-    model = load_pretrained(d)
+    model = GPT.from_pretrained(d)
     model.train()  # dropout is 0 in this config: train mode must equal eval mode
     rng = np.random.default_rng(2)
     targets = rng.integers(0, V, size=ids.shape)
@@ -183,7 +182,7 @@ def test_hf_model_key_set_and_pytorch_bin(tmp_path, hf_lm, ids):
     base_state = hf.transformer.state_dict()
     assert "tokens_embed.weight" in base_state
     torch.save(base_state, d / "pytorch_model.bin")
-    model = load_pretrained(d)
+    model = GPT.from_pretrained(d)
     _params_equal(model, {k: v.numpy() for k, v in base_state.items()})
     # and the LM-head key set (with a tied lm_head.weight present) from a .bin too
     d2 = tmp_path / "lm"
@@ -196,7 +195,7 @@ def test_hf_model_key_set_and_pytorch_bin(tmp_path, hf_lm, ids):
     full["transformer.position_ids"] = torch.arange(T)
     torch.save(full, d2 / "pytorch_model.bin")
     with no_grad():
-        np.testing.assert_allclose(load_pretrained(d2)(ids).data, _hf_logits(hf, ids),
+        np.testing.assert_allclose(GPT.from_pretrained(d2)(ids).data, _hf_logits(hf, ids),
                                    rtol=0, atol=1e-5)
 
 
@@ -205,7 +204,7 @@ def test_hf_base_model_safetensors(tmp_path, ids):
     torch.manual_seed(3)
     base = _randomize_torch(OpenAIGPTModel(_hf_config()), seed=3).eval()
     base.save_pretrained(tmp_path)
-    model = load_pretrained(tmp_path)
+    model = GPT.from_pretrained(tmp_path)
     with no_grad():
         h = model.hidden_states(ids).data
     with torch.no_grad():
@@ -221,7 +220,7 @@ def test_hf_double_heads_keeps_head(tmp_path, ids):
     # transformers saves lm_head.weight here, not transformer.tokens_embed.weight
     keys = set(st.load_file(tmp_path / "dh" / "model.safetensors"))
     assert "multiple_choice_head.summary.weight" in keys
-    model = load_pretrained(tmp_path / "dh")
+    model = GPT.from_pretrained(tmp_path / "dh")
     heads = model.pretrained_heads
     assert set(heads) == {"multiple_choice_head.summary.weight",
                           "multiple_choice_head.summary.bias"}
@@ -241,7 +240,7 @@ def test_hf_double_heads_keeps_head(tmp_path, ids):
     np.testing.assert_allclose(mc[:, 0], out.mc_logits.numpy()[0], rtol=0, atol=1e-5)
     np.testing.assert_allclose(lm, out.logits.numpy()[0], rtol=0, atol=1e-5)
     # written back as a DoubleHeads checkpoint that transformers loads completely
-    save_pretrained(model, tmp_path / "back", include_heads=True)
+    model.save_pretrained(tmp_path / "back", include_heads=True)
     back, info = OpenAIGPTDoubleHeadsModel.from_pretrained(tmp_path / "back",
                                                            output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
@@ -274,14 +273,14 @@ def test_save_pretrained_loads_in_transformers(tmp_path, ids):
         ours = model(ids).data
     np.testing.assert_allclose(_hf_logits(hf, ids), ours, rtol=0, atol=1e-5)
     # and round trip through minigpt is exact
-    _params_equal(load_pretrained(tmp_path), dict(model.state_dict()))
+    _params_equal(GPT.from_pretrained(tmp_path), dict(model.state_dict()))
 
 
 def test_save_pretrained_round_trip_without_transformers(tmp_path):
     model = _randomize_minigpt(GPT(GPTConfig(vocab_size=50, n_ctx=8, n_layer=1, n_embd=16,
                                              n_head=2)), seed=6)
-    save_pretrained(model, tmp_path / "out")
-    back = load_pretrained(tmp_path / "out")
+    model.save_pretrained(tmp_path / "out")
+    back = GPT.from_pretrained(tmp_path / "out")
     assert back.config == model.config
     _params_equal(back, dict(model.state_dict()))
 
@@ -313,20 +312,20 @@ def _openai_release(directory: Path, n_ctx=T, vocab=V, C=C, n_layer=L, n_shards=
 def test_openai_layout_loads(tmp_path):
     expected = _openai_release(tmp_path)
     assert len(expected) == 2 + 12 * L
-    model = load_pretrained(tmp_path, n_head=H)
+    model = GPT.from_pretrained(tmp_path, n_head=H)
     assert model.config == GPTConfig(vocab_size=V, n_ctx=T, n_layer=L, n_embd=C, n_head=H)
     _params_equal(model, expected)
     assert model.pretrained_heads == {}
     # the default head count is GPT-1's 12, which 32 does not divide: a clear error
     with pytest.raises(PretrainedFormatError, match=r"params_shapes\.json.*n_head"):
-        load_pretrained(tmp_path)
+        GPT.from_pretrained(tmp_path)
     assert GPT1_N_HEAD == 12
 
 
 def test_openai_layout_default_heads_and_logits(tmp_path):
     # width 48 takes the default 12 heads; the loaded model equals one built from the arrays
     expected = _openai_release(tmp_path, C=48, n_layer=1, n_shards=3)
-    model = load_pretrained(tmp_path)
+    model = GPT.from_pretrained(tmp_path)
     assert model.config.n_head == 12 and model.config.n_layer == 1
     ref = GPT(model.config, seed=123)
     ref.load_state_dict(expected)
@@ -339,7 +338,7 @@ def test_openai_layout_default_heads_and_logits(tmp_path):
 
 def _small_hf_dir(d: Path, **cfg_over) -> Path:
     model = GPT(GPTConfig(vocab_size=V, n_ctx=T, n_layer=1, n_embd=C, n_head=H))
-    save_pretrained(model, d)
+    model.save_pretrained(d)
     if cfg_over:
         cfg = json.loads((d / "config.json").read_text())
         cfg.update(cfg_over)
@@ -349,59 +348,59 @@ def _small_hf_dir(d: Path, **cfg_over) -> Path:
 
 def test_bad_missing_directory_and_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such directory"):
-        load_pretrained(tmp_path / "nope")
+        GPT.from_pretrained(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match=r"no GPT-1 weights.*config\.json.*params_shapes"):
-        load_pretrained(tmp_path)
+        GPT.from_pretrained(tmp_path)
     d = _small_hf_dir(tmp_path / "hf")
     (d / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"config\.json but no weights.*model\.safetensors"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     with pytest.raises(PretrainedFormatError, match="expected a directory"):
-        load_pretrained(d / "config.json")
+        GPT.from_pretrained(d / "config.json")
 
 
 def test_bad_config(tmp_path):
     d = _small_hf_dir(tmp_path / "gpt2", model_type="gpt2", architectures=["GPT2LMHeadModel"])
     with pytest.raises(PretrainedFormatError, match=r"config\.json: model_type is 'gpt2'.*GPT-1"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     d = _small_hf_dir(tmp_path / "relu", afn="relu")
     with pytest.raises(PretrainedFormatError, match=r"config\.json: afn is 'relu'"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     d = _small_hf_dir(tmp_path / "heads", n_head=5)
     with pytest.raises(PretrainedFormatError, match=r"config\.json:.*divisible"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     d = _small_hf_dir(tmp_path / "json")
     (d / "config.json").write_text('{"model_type": "openai-gpt", ')
     with pytest.raises(PretrainedFormatError, match=r"config\.json: not valid JSON"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
 
 
 def test_bad_shapes(tmp_path):
     d = _small_hf_dir(tmp_path / "ctx", n_positions=T * 2)
     with pytest.raises(PretrainedFormatError,
                        match=r"model\.safetensors: positions_embed\.weight has shape \(16, 32\)"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     d = _small_hf_dir(tmp_path / "vocab", vocab_size=V + 1)
     with pytest.raises(PretrainedFormatError, match=r"model\.safetensors: tokens_embed.*100 rows"
                                                     r".*config\.json says vocab_size 101"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     d = _small_hf_dir(tmp_path / "layers", n_layer=2)
     with pytest.raises(PretrainedFormatError, match=r"model\.safetensors:.*missing.*h\.1\."):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     # an untied lm_head
     d = _small_hf_dir(tmp_path / "untied")
     w = st.load_file(d / "model.safetensors")
     w["lm_head.weight"] = w["transformer.tokens_embed.weight"] + 1
     st.save_file(w, d / "model.safetensors")
     with pytest.raises(PretrainedFormatError, match=r"model\.safetensors: lm_head\.weight.*differs"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     # an extra tensor minigpt does not know
     d = _small_hf_dir(tmp_path / "extra")
     w = st.load_file(d / "model.safetensors")
     w["transformer.h.0.attn.rotary"] = np.zeros(3, np.float32)
     st.save_file(w, d / "model.safetensors")
     with pytest.raises(PretrainedFormatError, match=r"model\.safetensors:.*unexpected.*rotary"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
 
 
 def test_bad_truncated_files(tmp_path):
@@ -409,20 +408,20 @@ def test_bad_truncated_files(tmp_path):
     f = d / "model.safetensors"
     f.write_bytes(f.read_bytes()[:-100])
     with pytest.raises(st.SafetensorsError, match=r"model\.safetensors.*truncated"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     _openai_release(tmp_path / "oa", n_shards=4)
     shard = tmp_path / "oa" / "params_2.npy"
     shard.write_bytes(shard.read_bytes()[:-64])
     with pytest.raises(PretrainedFormatError, match=r"params_2\.npy: cannot read.*truncated"):
-        load_pretrained(tmp_path / "oa", n_head=H)
+        GPT.from_pretrained(tmp_path / "oa", n_head=H)
     _openai_release(tmp_path / "gap", n_shards=4)
     (tmp_path / "gap" / "params_1.npy").unlink()
     with pytest.raises(FileNotFoundError, match=r"params_1\.npy is missing"):
-        load_pretrained(tmp_path / "gap", n_head=H)
+        GPT.from_pretrained(tmp_path / "gap", n_head=H)
     _openai_release(tmp_path / "last", n_shards=4)
     (tmp_path / "last" / "params_3.npy").unlink()
     with pytest.raises(PretrainedFormatError, match=r"3 shards.*params_shapes\.json describes"):
-        load_pretrained(tmp_path / "last", n_head=H)
+        GPT.from_pretrained(tmp_path / "last", n_head=H)
 
 
 def test_bad_openai_shapes(tmp_path):
@@ -433,10 +432,10 @@ def test_bad_openai_shapes(tmp_path):
     f.write_text(json.dumps(shapes))
     with pytest.raises(PretrainedFormatError, match=r"params_shapes\.json: array 2 \(layer 0 "
                                                     r"attn\.c_attn\.weight\) has shape"):
-        load_pretrained(tmp_path / "a", n_head=H)
+        GPT.from_pretrained(tmp_path / "a", n_head=H)
     f.write_text(json.dumps(shapes[:-1]))
     with pytest.raises(PretrainedFormatError, match=r"params_shapes\.json: 25 arrays"):
-        load_pretrained(tmp_path / "a", n_head=H)
+        GPT.from_pretrained(tmp_path / "a", n_head=H)
 
 
 @requires_hf
@@ -445,15 +444,15 @@ def test_bad_pytorch_bin(tmp_path, monkeypatch):
     w = st.load_file(d / "model.safetensors")
     (d / "model.safetensors").unlink()
     torch.save({k: torch.from_numpy(v) for k, v in w.items()}, d / "pytorch_model.bin")
-    load_pretrained(d)  # reads fine
+    GPT.from_pretrained(d)  # reads fine
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     with pytest.raises(ImportError, match=r"pytorch_model\.bin.*'torch' package"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
     monkeypatch.undo()
     f = d / "pytorch_model.bin"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     with pytest.raises(PretrainedFormatError, match=r"pytorch_model\.bin: cannot read"):
-        load_pretrained(d)
+        GPT.from_pretrained(d)
 
 
 # ---------------------------------------------------------------- `minigpt sample` on HF dirs
@@ -504,7 +503,7 @@ def test_save_pretrained_writes_tokenizer(tmp_path):
     vocab = _write_hf_tokenizer(src)
     tok = tokenizers.BPETokenizer.from_pretrained(src)
     model = GPT(GPTConfig(vocab_size=len(vocab), n_ctx=T, n_layer=1, n_embd=C, n_head=H))
-    out = save_pretrained(model, tmp_path / "out", tokenizer=tok)
+    out = model.save_pretrained(tmp_path / "out", tokenizer=tok)
     assert {"config.json", "model.safetensors", "vocab.json", "merges.txt"} <= set(os.listdir(out))
     again = tokenizers.BPETokenizer.from_pretrained(out)
     assert again.encode("the cat is.") == tok.encode("the cat is.")
@@ -520,7 +519,7 @@ def test_save_pretrained_writes_tokenizer(tmp_path):
 def test_president_script_runs_offline(tmp_path):
     """The real-weights check runs end to end (here on random weights, so it must say FAILED)."""
     cfg = GPTConfig(vocab_size=40478, n_ctx=20, n_layer=1, n_embd=8, n_head=2)
-    save_pretrained(_randomize_minigpt(GPT(cfg), seed=9), tmp_path)
+    _randomize_minigpt(GPT(cfg), seed=9).save_pretrained(tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "gpt1_president.py"), str(tmp_path),
                         "--compare-transformers"], capture_output=True, text=True, env=env,

@@ -49,12 +49,12 @@ def main(argv=None) -> int:
     import numpy as np
 
     from minigpt import no_grad
-    from minigpt.interop import load_pretrained
+    from minigpt import GPT
     from minigpt.sample import generate
 
     path = Path(args.path)
     t0 = time.perf_counter()
-    model = load_pretrained(path)
+    model = GPT.from_pretrained(path)
     print(f"loaded {path} in {time.perf_counter() - t0:.1f} s: "
           f"{model.num_parameters():,} parameters, {model.config}")
 
