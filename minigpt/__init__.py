@@ -16,3 +16,7 @@ from .model import GPT, GPTConfig  # noqa: E402
 from . import optim  # noqa: E402
 
 __all__ += ["GPT", "GPTConfig", "optim"]
+
+from .trace import trace  # noqa: E402  (minigpt.trace(model, idx, targets): every op of one pass)
+
+__all__ += ["trace"]

@@ -38,6 +38,14 @@ def is_grad_enabled() -> bool:
     return _GRAD_ENABLED
 
 
+# Observers of every op, for tools such as minigpt.trace (empty in normal use: one check per op).
+# Each is an object with two methods, called in the order the ops run:
+#   forward(fn, inputs, output)           after a Function's forward (inputs: its Tensors)
+#   backward(fn, grad_output, grads)      after its backward (grads: one per input, or None)
+# Observers only look; they must not change the arrays they are shown.
+OBSERVERS: list = []
+
+
 def _is_array(x) -> bool:
     return isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy")
 
@@ -245,6 +253,8 @@ class Function:
         grads = self.backward(grad_output)
         if not isinstance(grads, tuple):
             grads = (grads,)
+        for observer in OBSERVERS:
+            observer.backward(self, grad_output, grads)
         if not retain_graph:
             self._saved = None
         return grads
@@ -272,6 +282,8 @@ class Function:
             fn.inputs = tensors
         else:
             fn._saved = None  # nothing will call backward: free what forward kept
+        for observer in OBSERVERS:
+            observer.forward(fn, tensors, result)
         return result
 
     def forward(self, *arrays, **options):

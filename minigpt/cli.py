@@ -207,6 +207,14 @@ def _finetune_commands(sub) -> None:
 _EXTRA_COMMANDS.append(_finetune_commands)
 
 
+def _trace_commands(sub) -> None:
+    from .trace import add_commands  # trace
+    add_commands(sub)
+
+
+_EXTRA_COMMANDS.append(_trace_commands)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
