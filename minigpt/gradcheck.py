@@ -23,7 +23,8 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     """Check fn's backward for every input with requires_grad=True.
 
     fn: callable taking the Tensors in `inputs` and returning a Tensor (deterministic: no
-    dropout). inputs: float64 Tensors. Passes when |analytic - numeric| <= atol + rtol*|numeric|
+    dropout); anything else is a TypeError. A backward returning more or fewer gradients than
+    its Function has inputs is an error of backward() itself (autograd.Function). inputs: float64 Tensors. Passes when |analytic - numeric| <= atol + rtol*|numeric|
     elementwise; returns True, or raises GradcheckError naming the input, the worst index, both
     values and the relative error.
     """
@@ -38,6 +39,17 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
                             "checks need float64 (central differences lose float32 to rounding)")
 
     out = fn(*inputs)
+    if not isinstance(out, Tensor):
+        kind = f"{type(out).__module__}.{type(out).__name__}".replace("builtins.", "")
+        raise TypeError(
+            f"gradcheck: fn returned a {kind}, not a Tensor; build the output from minigpt "
+            "operations on the input Tensors (Function.apply, Tensor methods), not on x.data, "
+            "so that it has a backward to check")
+    if not out.requires_grad:
+        raise TypeError(
+            "gradcheck: fn's output does not require grad: it is not connected to any input "
+            "with requires_grad=True (was it wrapped from raw arrays, e.g. Tensor(x.data ...), "
+            "or computed under no_grad()?)")
     xp = get_array_module(out.data)
     rng = np.random.default_rng(seed)
     upstream = xp.asarray(rng.standard_normal(out.shape))  # random, non-uniform

@@ -151,3 +151,50 @@ def test_gradcheck_only_checks_inputs_that_require_grad():
     x = Tensor(rng.standard_normal(3), requires_grad=True)
     c = Tensor(rng.standard_normal(3))
     assert gradcheck(lambda x, c: x * c, [x, c])
+
+
+class TooManyGrads(Function):
+    """y = 2x with a backward that returns two gradients for its one input."""
+
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, g):
+        return 2 * g, g
+
+
+class TooFewGrads(Function):
+    """y = a * b with a backward that forgets b's gradient."""
+
+    def forward(self, a, b):
+        self.save(a, b)
+        return a * b
+
+    def backward(self, g):
+        a, b = self.saved
+        return (g * b,)
+
+
+def test_a_backward_returning_the_wrong_number_of_gradients_is_reported():
+    """Extra (or missing) gradients used to be dropped by zip(); the error names the Function
+    and both counts, in gradcheck and in a plain backward()."""
+    x = Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"TooManyGrads\.backward returned 2 gradients for 1 input"):
+        gradcheck(lambda x: TooManyGrads.apply(x), [x])
+    with pytest.raises(RuntimeError, match=r"TooManyGrads\.backward returned 2 gradients for 1 input"):
+        TooManyGrads.apply(x).sum().backward()
+    a = Tensor(np.ones(2), requires_grad=True)
+    b = Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"TooFewGrads\.backward returned 1 gradient for 2 inputs"):
+        gradcheck(lambda a, b: TooFewGrads.apply(a, b), [a, b])
+
+
+def test_a_function_returning_an_ndarray_is_a_short_type_error():
+    """fn must build its output from Tensors; an ndarray result (computed on x.data) has no
+    backward, which used to surface as a raw AttributeError inside gradcheck."""
+    x = Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(TypeError, match=r"returned a numpy\.ndarray, not a Tensor") as info:
+        gradcheck(lambda x: x.data * 2.0, [x])
+    assert "x.data" in str(info.value)  # the hint names the likely mistake
+    with pytest.raises(TypeError, match="does not require grad"):
+        gradcheck(lambda x: Tensor(x.data * 2.0), [x])  # a Tensor cut off from the graph
