@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # kernels/ (the CUDA sources, at the top of the repository) is installed as the data-only
-    # package minigpt._cuda, where minigpt/kernels.py looks first: a non-editable install
+    # package minigpt._cuda, where minigpt/cuda/loader.py looks first: a non-editable install
     # finds them; a source checkout or an editable install reads kernels/ directly.
     packages=find_packages(include=["minigpt", "minigpt.*"]) + ["minigpt._cuda"],
     package_dir={"minigpt._cuda": "kernels"},

@@ -5,7 +5,7 @@
     python3 benchmarks/bench_attention_gpu.py --T 512 --json out.json
 
 Implementations, all float32 on the same card:
-  flash       kernels/04 + 05 (minigpt.kernels.attention_forward / attention_backward)
+  flash       kernels/04 + 05 (minigpt.cuda.attention.attention_forward / attention_backward)
   naive-cu    kernels/03: one thread per row (the slow reference rung)
   cupy-naive  cuBLAS batched matmuls (cupy.matmul) + the 02 causal softmax kernel, the
               (T, T) matrices materialised: S = QK^T, P, O = PV; dV, dP, dS, dQ, dK
@@ -34,10 +34,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import minigpt.kernels as K  # noqa: E402
+from minigpt.cuda import attention as A  # noqa: E402
+from minigpt.cuda import loader as L  # noqa: E402
 from minigpt import Tensor  # noqa: E402
 from minigpt import functional as F  # noqa: E402
-from minigpt.backend import _cupy_module  # noqa: E402
+from minigpt.backend import cupy_module  # noqa: E402
 
 
 def cuda_time(cp, fn, reps: int, warmup: int = 2) -> float:
@@ -93,34 +94,34 @@ def make_impls(cp, q, k, v, do, torch=None):
 
     for variant, name in (("flash", "flash"), ("naive", "naive-cu")):
         def fwd(variant=variant):
-            return K.attention_forward(q, k, v, causal=True, variant=variant)
+            return A.attention_forward(q, k, v, causal=True, variant=variant)
 
         def fwdbwd(variant=variant):
-            o, lse = K.attention_forward(q, k, v, causal=True, variant=variant)
-            return K.attention_backward(q, k, v, o, lse, do, causal=True, variant=variant)
+            o, lse = A.attention_forward(q, k, v, causal=True, variant=variant)
+            return A.attention_backward(q, k, v, o, lse, do, causal=True, variant=variant)
         impls[name] = (fwd, fwdbwd)
 
     kt = k.swapaxes(-1, -2)
 
     def naive_fwd():
-        P = K.softmax_forward(cp.matmul(q, kt), scale, causal=True)
+        P = A.softmax_forward(cp.matmul(q, kt), scale, causal=True)
         return cp.matmul(P, v), P
 
     def naive_fwdbwd():
         o, P = naive_fwd()
         dv = cp.matmul(P.swapaxes(-1, -2), do)
         dP = cp.matmul(do, v.swapaxes(-1, -2))
-        dS = K.softmax_backward(P, dP, scale, causal=True)  # includes the scale
+        dS = A.softmax_backward(P, dP, scale, causal=True)  # includes the scale
         return cp.matmul(dS, k), cp.matmul(dS.swapaxes(-1, -2), q), dv
     impls["cupy-naive"] = (naive_fwd, naive_fwdbwd)
 
     def f_fwd():
-        with K.use_fused(False):
+        with L.use_fused(False):
             return F.attention(Tensor(q), Tensor(k), Tensor(v), causal=True)
 
     def f_fwdbwd():
         qt, kt_, vt = (Tensor(a, requires_grad=True) for a in (q, k, v))
-        with K.use_fused(False):
+        with L.use_fused(False):
             out = F.attention(qt, kt_, vt, causal=True)
         out.backward(do)
         return qt.grad, kt_.grad, vt.grad
@@ -154,7 +155,7 @@ def make_impls(cp, q, k, v, do, torch=None):
 
 
 def run(args) -> dict:
-    cp = _cupy_module()
+    cp = cupy_module()
     try:
         import torch
         if not torch.cuda.is_available():

@@ -5,13 +5,15 @@ needs CuPy installed. Every op body asks `xp = get_array_module(x)` and then wri
 `xp.exp(...)`, `xp.matmul(...)`, so one source serves both libraries.
 
 Choose the backend for *new* parameters and tensors with `minigpt.set_backend("cupy")` or the
-environment variable `MINIGPT_BACKEND=cupy`; move existing ones with `model.to("cuda")` or
+environment variable `MINIGPT_BACKEND=cupy` (a value that cannot be used, such as a typo or `cupy`
+without CuPy or a GPU, is a BackendWarning at import and NumPy is used); move existing ones with `model.to("cuda")` or
 `tensor.to("cpu")`.
 """
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -37,6 +39,12 @@ def _cupy_module():
     if n == 0:
         raise BackendError("CuPy is installed but no NVIDIA GPU was found")
     return cupy
+
+
+def cupy_module():
+    """The cupy module, imported on first use; BackendError when CuPy or a GPU is missing.
+    (For code that needs CuPy itself, e.g. minigpt.cuda's kernel loader.)"""
+    return _cupy_module()
 
 
 def get_array_module(*arrays):
@@ -91,5 +99,26 @@ def to_numpy(a) -> np.ndarray:
     return to_device(a, "cpu")
 
 
-if os.environ.get("MINIGPT_BACKEND"):
-    set_backend(os.environ["MINIGPT_BACKEND"].strip().lower())
+class BackendWarning(RuntimeWarning):
+    """MINIGPT_BACKEND asked for something unusable; minigpt runs on NumPy instead."""
+
+
+def _backend_from_environment() -> None:
+    """Apply MINIGPT_BACKEND at import. A bad value never makes `import minigpt` fail: it is
+    a warning naming the variable and the allowed values, and minigpt stays on NumPy (CPU)."""
+    raw = os.environ.get("MINIGPT_BACKEND", "")
+    name = raw.strip().lower()
+    if not name:
+        return
+    if name not in ("numpy", "cupy"):
+        warnings.warn(f"MINIGPT_BACKEND={raw!r} is not a backend (allowed: 'numpy', 'cupy'); "
+                      "using numpy", BackendWarning, stacklevel=2)
+        return
+    try:
+        set_backend(name)
+    except BackendError as e:
+        warnings.warn(f"MINIGPT_BACKEND={raw!r}: {e}; using numpy (CPU) instead",
+                      BackendWarning, stacklevel=2)
+
+
+_backend_from_environment()

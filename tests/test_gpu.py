@@ -1,4 +1,4 @@
-"""GPU tests of the CUDA kernels (kernels/*.cu through minigpt.kernels): skip without CuPy + GPU.
+"""GPU tests of the CUDA kernels (kernels/*.cu through minigpt.cuda): skip without CuPy + GPU.
 
 Every kernel is checked against a float64 NumPy reference (functional.attention / a float64
 softmax) with the tolerance |got - ref| <= atol + rtol * |ref| (as llm.c checks its kernels),
@@ -16,13 +16,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import minigpt.kernels as K
+from minigpt.cuda import attention as A
+from minigpt.cuda import loader as L
 from minigpt import Tensor
 from minigpt import functional as F
-from minigpt.backend import BackendError, _cupy_module
+from minigpt.backend import BackendError, cupy_module
 
 try:
-    cp = _cupy_module()
+    cp = cupy_module()
     _REASON = ""
 except BackendError as e:
     cp, _REASON = None, str(e)
@@ -88,9 +89,9 @@ def _dev(*arrays):
 def _run_attention(variant, q, k, v, g, causal, pm):
     qd, kd, vd, gd = _dev(q, k, v, g)
     pmd = None if pm is None else cp.asarray(pm)
-    with K.poison_outputs():
-        o, lse = K.attention_forward(qd, kd, vd, causal=causal, padding_mask=pmd, variant=variant)
-        dq, dk, dv = K.attention_backward(qd, kd, vd, o, lse, gd, causal=causal,
+    with L.poison_outputs():
+        o, lse = A.attention_forward(qd, kd, vd, causal=causal, padding_mask=pmd, variant=variant)
+        dq, dk, dv = A.attention_backward(qd, kd, vd, o, lse, gd, causal=causal,
                                           padding_mask=pmd, variant=variant)
     cp.cuda.Device().synchronize()
     return o, lse, dq, dk, dv
@@ -107,7 +108,7 @@ def _check_attention(variant, B, nh, Tq, Tk, hs, causal, padded, seed):
 
 # ---- softmax (01, 02) ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", K.SOFTMAX_VARIANTS)
+@pytest.mark.parametrize("variant", A.SOFTMAX_VARIANTS)
 @pytest.mark.parametrize("T", TS)
 @pytest.mark.parametrize("causal", [True, False])
 def test_softmax_kernels(variant, T, causal):
@@ -122,26 +123,26 @@ def test_softmax_kernels(variant, T, causal):
     y_ref = e / e.sum(-1, keepdims=True)
     dx_ref = scale * y_ref * (g - (g * y_ref).sum(-1, keepdims=True))
     xd, gd = _dev(x, g)
-    with K.poison_outputs():
-        y = K.softmax_forward(xd, scale, causal, variant)
-        dx = K.softmax_backward(y, gd, scale, causal, variant)
+    with L.poison_outputs():
+        y = A.softmax_forward(xd, scale, causal, variant)
+        dx = A.softmax_backward(y, gd, scale, causal, variant)
     _close(f"softmax {variant} y", y, y_ref, SM_ATOL, SM_RTOL)
     _close(f"softmax {variant} dx", dx, dx_ref, SM_ATOL, SM_RTOL)
 
 
-@pytest.mark.parametrize("variant", K.SOFTMAX_VARIANTS)
+@pytest.mark.parametrize("variant", A.SOFTMAX_VARIANTS)
 def test_softmax_long_rows_and_causal_with_cache(variant):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 5000)) * 3          # a row far longer than a warp's stride
     xd, = _dev(x)
-    with K.poison_outputs():
-        y = K.softmax_forward(xd, 1.0, False, variant)
+    with L.poison_outputs():
+        y = A.softmax_forward(xd, 1.0, False, variant)
     e = np.exp(x - x.max(-1, keepdims=True))
     _close("long rows", y, e / e.sum(-1, keepdims=True), SM_ATOL, SM_RTOL)
     x = rng.standard_normal((2, 7, 40))              # Tq = 7 queries against 40 keys
     xd, = _dev(x)
-    with K.poison_outputs():
-        y = K.softmax_forward(xd, 1.0, True, variant)
+    with L.poison_outputs():
+        y = A.softmax_forward(xd, 1.0, True, variant)
     s = np.where(F.attention_mask(7, 40, True), x, -np.inf)
     e = np.exp(s - s.max(-1, keepdims=True))
     _close("causal Tq<Tk", y, e / e.sum(-1, keepdims=True), SM_ATOL, SM_RTOL)
@@ -149,7 +150,7 @@ def test_softmax_long_rows_and_causal_with_cache(variant):
 
 # ---- attention (03, 04, 05) ------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", K.ATTENTION_VARIANTS)
+@pytest.mark.parametrize("variant", A.ATTENTION_VARIANTS)
 @pytest.mark.parametrize("hs", HEAD_SIZES)
 @pytest.mark.parametrize("T", TS)
 @pytest.mark.parametrize("mode", ["causal", "causal+pad", "pad"])
@@ -158,7 +159,7 @@ def test_attention_kernels(variant, hs, T, mode):
     _check_attention(variant, 2, 2, T, T, hs, causal, padded, seed=T * 1000 + hs + len(mode))
 
 
-@pytest.mark.parametrize("variant", K.ATTENTION_VARIANTS)
+@pytest.mark.parametrize("variant", A.ATTENTION_VARIANTS)
 @pytest.mark.parametrize("Tq,Tk", [(1, 100), (7, 130), (64, 65)])
 def test_attention_cached_decoding(variant, Tq, Tk):
     """Queries are the last Tq positions of Tk (a KV cache), with and without padding."""
@@ -177,13 +178,13 @@ def test_flash_many_heads_and_noncontiguous_inputs():
     d = cp.asarray(qkv.astype(np.float32)).transpose(2, 0, 3, 1, 4)  # views, not contiguous
     qd, kd, vd = d[0], d[1], d[2]
     assert not qd.flags.c_contiguous
-    o, lse = K.attention_forward(qd, kd, vd)
-    dq, dk, dv = K.attention_backward(qd, kd, vd, o, lse, cp.asarray(g.astype(np.float32)))
+    o, lse = A.attention_forward(qd, kd, vd)
+    dq, dk, dv = A.attention_backward(qd, kd, vd, o, lse, cp.asarray(g.astype(np.float32)))
     for name, a, r in zip(("O", "lse", "dq", "dk", "dv"), (o, lse, dq, dk, dv), ref):
         _close(name, a, r, ATOL, RTOL)
 
 
-@pytest.mark.parametrize("variant", K.ATTENTION_VARIANTS)
+@pytest.mark.parametrize("variant", A.ATTENTION_VARIANTS)
 def test_attention_is_deterministic(variant):
     """No atomics anywhere: two runs on the same inputs agree bit for bit."""
     q, k, v, g, pm = _inputs(3, 2, 4, 512, 512, 64, True)
@@ -196,8 +197,8 @@ def test_attention_is_deterministic(variant):
 
 def test_softmax_is_deterministic():
     x = cp.asarray(np.random.default_rng(4).standard_normal((8, 512, 512)).astype(np.float32))
-    a = K.softmax_forward(x, 0.125, True)
-    b = K.softmax_forward(x, 0.125, True)
+    a = A.softmax_forward(x, 0.125, True)
+    b = A.softmax_forward(x, 0.125, True)
     assert bool((a == b).all())
 
 
@@ -213,7 +214,7 @@ def test_flash_matches_naive_kernel_closely():
 # ---- the autograd Functions, and dispatch from functional -------------------------------------
 
 def test_fused_functions_match_the_cupy_array_path():
-    from minigpt.fused import FusedAttention, FusedSoftmax
+    from minigpt.cuda.attention import FusedAttention, FusedSoftmax
     rng = np.random.default_rng(12)
     q, k, v, g = _dev(*(rng.standard_normal((2, 4, 65, 32)) for _ in range(4)))
     results = []
@@ -222,7 +223,7 @@ def test_fused_functions_match_the_cupy_array_path():
         if fused:
             out = FusedAttention.apply(qt, kt, vt, causal=True)
         else:
-            with K.use_fused(False):
+            with L.use_fused(False):
                 out = F.attention(qt, kt, vt, causal=True)
         out.backward(g)
         results.append([cp.asnumpy(t) for t in (out.data, qt.grad, kt.grad, vt.grad)])
@@ -232,7 +233,7 @@ def test_fused_functions_match_the_cupy_array_path():
     y = FusedSoftmax.apply(x, axis=-1)
     y.backward(y.data * 3 - 1)
     xr = Tensor(x.data.copy(), requires_grad=True)
-    with K.use_fused(False):
+    with L.use_fused(False):
         yr = F.softmax(xr)
     yr.backward(yr.data * 3 - 1)
     np.testing.assert_allclose(cp.asnumpy(y.data), cp.asnumpy(yr.data), rtol=1e-5, atol=1e-7)
@@ -240,13 +241,13 @@ def test_fused_functions_match_the_cupy_array_path():
 
 
 def test_functional_dispatches_to_the_kernels_when_enabled():
-    from minigpt.fused import FusedAttention, FusedSoftmax
+    from minigpt.cuda.attention import FusedAttention, FusedSoftmax
     q = Tensor(cp.asarray(np.random.default_rng(0).standard_normal((1, 2, 8, 64)).astype(np.float32)),
                requires_grad=True)
     out = F.attention(q, q, q, causal=True)
     if not isinstance(out.creator, FusedAttention):
         pytest.skip("functional.attention does not dispatch to the kernels yet (patch pending)")
-    with K.use_fused(False):
+    with L.use_fused(False):
         assert not isinstance(F.attention(q, q, q).creator, FusedAttention)
         assert not isinstance(F.softmax(q).creator, FusedSoftmax)
     assert isinstance(F.softmax(q).creator, FusedSoftmax)
@@ -258,17 +259,17 @@ def test_functional_dispatches_to_the_kernels_when_enabled():
 # ---- the loader on a real GPU -------------------------------------------------------------------
 
 def test_compile_error_shows_the_compiler_log(tmp_path, monkeypatch):
-    for f in K.kernel_dir().glob("*.cu*"):
+    for f in L.kernel_dir().glob("*.cu*"):
         (tmp_path / f.name).write_text(f.read_text())
     (tmp_path / "01_softmax_naive.cu").write_text(
         '#include "common.cuh"\nextern "C" __global__ void softmax_naive_fwd() { undefined_thing(); }\n')
     monkeypatch.setenv("MINIGPT_KERNEL_DIR", str(tmp_path))
-    with pytest.raises(K.KernelCompileError, match="undefined_thing"):
-        K.CupyKernels().get_function("01_softmax_naive.cu", "softmax_naive_fwd")
+    with pytest.raises(L.KernelCompileError, match="undefined_thing"):
+        L.CupyKernels().get_function("01_softmax_naive.cu", "softmax_naive_fwd")
 
 
 def test_modules_are_cached_per_device():
-    prov = K.CupyKernels()
+    prov = L.CupyKernels()
     m1 = prov.module("02_softmax_warp.cu")
     assert prov.module("02_softmax_warp.cu") is m1
     assert (("02_softmax_warp.cu", cp.cuda.runtime.getDevice()) in prov._modules)
@@ -281,13 +282,13 @@ def test_model_trains_on_cupy_like_numpy(monkeypatch):
     from the same initial weights and batches: the losses agree within float32 tolerance."""
     model_mod = pytest.importorskip("minigpt.model", reason="minigpt.model is not there yet")
     optim = pytest.importorskip("minigpt.optim", reason="minigpt.optim is not there yet")
-    from minigpt import fused
+    from minigpt.cuda import attention as fused
 
     calls = [0]
     original = F.attention
 
     def attention(q, k, v, causal=True, padding_mask=None, dropout_p=0.0, rng=None):
-        if dropout_p == 0.0 and K.can_fuse_attention(q.data, k.data, v.data):
+        if dropout_p == 0.0 and A.can_fuse_attention(q.data, k.data, v.data):
             calls[0] += 1
             return fused.attention(q, k, v, causal=causal, padding_mask=padding_mask)
         return original(q, k, v, causal=causal, padding_mask=padding_mask, dropout_p=dropout_p,

@@ -1,9 +1,9 @@
 """CPU-side tests of the CUDA kernel work: no GPU needed.
 
-1. The NumPy tiled (flash) attention of minigpt.tiled_attention against functional.attention
+1. The NumPy tiled (flash) attention of minigpt.cuda.tiled_attention against functional.attention
    in float64: forward and all three gradients, T not a multiple of the tile, T = 1, Tq < Tk
    (cached decoding), padding masks including fully padded rows, non-causal.
-2. The loader (minigpt.kernels): finding the sources, pasting headers, tile tables that match
+2. The loader (minigpt.cuda.loader) and the attention launchers (minigpt.cuda.attention): finding the sources, pasting headers, tile tables that match
    the .cu files, shared-memory sizes, argument hygiene, the on/off switch, the compile-error
    message, and its launch code end to end through a fake provider.
 3. The .cu files themselves: `make kernels-check` (nvcc for sm_80 and sm_90, no spills) when
@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import minigpt.kernels as K
+from minigpt.cuda import attention as A
+from minigpt.cuda import loader as L
 from minigpt import Tensor
 from minigpt import functional as F
-from minigpt.tiled_attention import (TiledAttention, flash_attention_backward,
+from minigpt.cuda.tiled_attention import (TiledAttention, flash_attention_backward,
                                      flash_attention_forward, tiled_attention)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,19 +131,19 @@ def test_tiled_attention_float32_stays_float32():
 # ---- 2. the loader ---------------------------------------------------------------------------
 
 def test_kernel_dir_finds_the_sources_and_env_overrides(tmp_path, monkeypatch):
-    d = K.kernel_dir()
-    for f in K.KERNEL_FILES.values():
+    d = L.kernel_dir()
+    for f in L.KERNEL_FILES.values():
         assert (d / f).is_file(), f
     monkeypatch.setenv("MINIGPT_KERNEL_DIR", str(tmp_path))
-    (tmp_path / K.KERNEL_FILES["softmax_naive"]).write_text("// stub\n")
-    assert K.kernel_dir() == tmp_path
+    (tmp_path / L.KERNEL_FILES["softmax_naive"]).write_text("// stub\n")
+    assert L.kernel_dir() == tmp_path
 
 
 def test_kernel_dir_missing_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIGPT_KERNEL_DIR", str(tmp_path / "nowhere"))
-    monkeypatch.setattr(K, "__file__", str(tmp_path / "pkg" / "kernels.py"))
+    monkeypatch.setattr(L, "__file__", str(tmp_path / "pkg" / "cuda" / "loader.py"))
     with pytest.raises(FileNotFoundError, match="MINIGPT_KERNEL_DIR"):
-        K.kernel_dir()
+        L.kernel_dir()
 
 
 def test_load_source_pastes_each_header_once(tmp_path):
@@ -150,7 +151,7 @@ def test_load_source_pastes_each_header_once(tmp_path):
     (tmp_path / "b.cuh").write_text("#pragma once\nint b;\n")
     (tmp_path / "k.cu").write_text('#include "a.cuh"\n  #include "b.cuh"\n#include <cstdio>\n'
                                    '#include "missing.h"\nint k;\n')
-    src = K.load_source("k.cu", tmp_path)
+    src = L.load_source("k.cu", tmp_path)
     assert src.count("int a;") == 1 and src.count("int b;") == 1
     assert '#include "a.cuh"' not in src and '#include "b.cuh"' not in src
     assert "#include <cstdio>" in src and '#include "missing.h"' in src  # left alone
@@ -162,97 +163,97 @@ def test_load_source_rejects_circular_includes(tmp_path):
     (tmp_path / "b.cuh").write_text('#include "a.cuh"\n')
     (tmp_path / "k.cu").write_text('#include "a.cuh"\n')
     with pytest.raises(ValueError, match="circular"):
-        K.load_source("k.cu", tmp_path)
+        L.load_source("k.cu", tmp_path)
 
 
 def test_every_kernel_source_is_self_contained_after_pasting():
     """What NVRTC gets: no quoted include left, headers present, each kernel name defined."""
-    for f in K.KERNEL_FILES.values():
-        src = K.load_source(f)
+    for f in L.KERNEL_FILES.values():
+        src = L.load_source(f)
         assert not re.search(r'^\s*#\s*include\s*"', src, re.M), f
         assert "mg_visible" in src and "warp_sum" in src, f
-        assert emulate.kernel_names((K.kernel_dir() / f).read_text()), f
-    changed = K.load_source(K.KERNEL_FILES["attention_flash_fwd"])
+        assert emulate.kernel_names((L.kernel_dir() / f).read_text()), f
+    changed = L.load_source(L.KERNEL_FILES["attention_flash_fwd"])
     assert "load_rows" in changed  # tiles.cuh pasted: an edit there changes the source text
 
 
 def test_flash_tile_table_matches_the_cuda_instantiations():
-    d = K.kernel_dir()
-    fwd = re.findall(r"^MG_FLASH_FWD\((\d+), (\d+)\)", (d / K.KERNEL_FILES["attention_flash_fwd"]).read_text(), re.M)
-    bwd = re.findall(r"^MG_FLASH_BWD\((\d+), (\d+), \d+\)", (d / K.KERNEL_FILES["attention_flash_bwd"]).read_text(), re.M)
-    want = sorted((str(h), str(b)) for h, b in K.FLASH_TILES.items())
+    d = L.kernel_dir()
+    fwd = re.findall(r"^MG_FLASH_FWD\((\d+), (\d+)\)", (d / L.KERNEL_FILES["attention_flash_fwd"]).read_text(), re.M)
+    bwd = re.findall(r"^MG_FLASH_BWD\((\d+), (\d+), \d+\)", (d / L.KERNEL_FILES["attention_flash_bwd"]).read_text(), re.M)
+    want = sorted((str(h), str(b)) for h, b in A.FLASH_TILES.items())
     assert sorted(fwd) == want and sorted(bwd) == want
 
 
 def test_kernel_names_found_in_each_file():
-    d = K.kernel_dir()
-    names = {f: set(emulate.kernel_names((d / f).read_text())) for f in K.KERNEL_FILES.values()}
+    d = L.kernel_dir()
+    names = {f: set(emulate.kernel_names((d / f).read_text())) for f in L.KERNEL_FILES.values()}
     assert names["01_softmax_naive.cu"] == {"softmax_naive_fwd", "softmax_naive_bwd"}
     assert names["02_softmax_warp.cu"] == {"softmax_warp_fwd", "softmax_warp_bwd"}
     assert names["03_attention_naive.cu"] == {"attn_naive_fwd", "attn_naive_bwd_dq", "attn_naive_bwd_dkdv"}
-    assert names["04_attention_flash_fwd.cu"] == {f"flash_fwd_hs{h}" for h in K.FLASH_TILES}
+    assert names["04_attention_flash_fwd.cu"] == {f"flash_fwd_hs{h}" for h in A.FLASH_TILES}
     assert names["05_attention_flash_bwd.cu"] == (
-        {"flash_bwd_preprocess"} | {f"flash_bwd_{k}_hs{h}" for h in K.FLASH_TILES for k in ("dq", "dkdv")})
+        {"flash_bwd_preprocess"} | {f"flash_bwd_{k}_hs{h}" for h in A.FLASH_TILES for k in ("dq", "dkdv")})
 
 
-@pytest.mark.parametrize("hs", sorted(K.FLASH_TILES))
+@pytest.mark.parametrize("hs", sorted(A.FLASH_TILES))
 def test_flash_shared_memory_fits_ampere_and_hopper(hs):
     for kernel in ("fwd", "dq", "dkdv"):
-        smem = K.flash_smem_bytes(kernel, hs)
+        smem = A.flash_smem_bytes(kernel, hs)
         assert 0 < smem <= 163 * 1024, (kernel, hs, smem)  # A100's opt-in limit (H100: 227 KB)
         assert smem % 16 == 0
     # the forward's formula from 04's header, by hand for hs = 64 (BN = 64): Q, K, V, P
-    assert K.flash_smem_bytes("fwd", 64) == 4 * ((64 + 2 * 64) * 68 + 64 * 68)
+    assert A.flash_smem_bytes("fwd", 64) == 4 * ((64 + 2 * 64) * 68 + 64 * 68)
 
 
 def test_flash_launch_shapes():
-    grid, block, smem = K.flash_launch("fwd", 96, 100, 100, 64)
-    assert grid == (96, 2) and block == (256,) and smem == K.flash_smem_bytes("fwd", 64)
-    assert K.flash_launch("dkdv", 4, 10, 130, 32)[0] == (4, 3)
-    assert K.flash_launch("preprocess", 3, 10, 10, 32) == ((4,), (256,), 0)
+    grid, block, smem = A.flash_launch("fwd", 96, 100, 100, 64)
+    assert grid == (96, 2) and block == (256,) and smem == A.flash_smem_bytes("fwd", 64)
+    assert A.flash_launch("dkdv", 4, 10, 130, 32)[0] == (4, 3)
+    assert A.flash_launch("preprocess", 3, 10, 10, 32) == ((4,), (256,), 0)
     with pytest.raises(ValueError, match="head sizes"):
-        K.flash_smem_bytes("fwd", 48)
+        A.flash_smem_bytes("fwd", 48)
 
 
 def test_softmax_launch_shapes():
-    assert K.softmax_launch("naive", 300) == ("01_softmax_naive.cu", (3,), (128,))
-    assert K.softmax_launch("warp", 9) == ("02_softmax_warp.cu", (3,), (128,))
+    assert A.softmax_launch("naive", 300) == ("01_softmax_naive.cu", (3,), (128,))
+    assert A.softmax_launch("warp", 9) == ("02_softmax_warp.cu", (3,), (128,))
     with pytest.raises(ValueError, match="variant"):
-        K.softmax_launch("fast", 9)
+        A.softmax_launch("fast", 9)
 
 
 def test_argument_hygiene():
     with pytest.raises(TypeError, match="float32"):
-        K.as_kernel_array(np.zeros(3), "q")
+        L.as_kernel_array(np.zeros(3), "q")
     with pytest.raises(TypeError, match="float32"):
-        K.as_kernel_array([1.0, 2.0], "q")
+        L.as_kernel_array([1.0, 2.0], "q")
     a = np.zeros((4, 6), np.float32)[:, ::2]
-    c = K.as_kernel_array(a)
+    c = L.as_kernel_array(a)
     assert c.flags.c_contiguous and np.array_equal(c, a)
     b = np.zeros(4, np.float32)
-    assert K.as_kernel_array(b) is b  # no needless copy
+    assert L.as_kernel_array(b) is b  # no needless copy
     mis = np.zeros(33, np.float32)[1:]  # contiguous but not 16-byte aligned
-    assert K._address(K.as_kernel_array(mis)) % 16 == 0
-    assert type(K.i32(5)) is np.int32 and type(K.f32(0.5)) is np.float32
+    assert L.address(L.as_kernel_array(mis)) % 16 == 0
+    assert type(L.i32(5)) is np.int32 and type(L.f32(0.5)) is np.float32
     with pytest.raises(OverflowError):
-        K.i32(2**31)
+        L.i32(2**31)
 
 
 def test_use_fused_switch_and_can_fuse_rejects_numpy(monkeypatch):
     q = np.zeros((1, 1, 4, 32), np.float32)
-    assert not K.can_fuse_attention(q, q, q)  # NumPy arrays never take the kernels
-    assert not K.can_fuse_softmax(q)
-    before = K.fused_enabled()
-    with K.use_fused(False):
-        assert not K.fused_enabled()
-        with K.use_fused(True):
-            assert K.fused_enabled()
-        assert not K.fused_enabled()
-    assert K.fused_enabled() == before
+    assert not A.can_fuse_attention(q, q, q)  # NumPy arrays never take the kernels
+    assert not A.can_fuse_softmax(q)
+    before = L.fused_enabled()
+    with L.use_fused(False):
+        assert not L.fused_enabled()
+        with L.use_fused(True):
+            assert L.fused_enabled()
+        assert not L.fused_enabled()
+    assert L.fused_enabled() == before
 
 
 def test_env_var_turns_fusion_off():
-    code = "import minigpt.kernels as K; print(K.fused_enabled())"
+    code = "from minigpt.cuda import loader as L; print(L.fused_enabled())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          env={**__import__("os").environ, "MINIGPT_FUSED": "0"})
     assert out.stdout.strip() == "False", out.stderr
@@ -281,32 +282,32 @@ class _FakeProvider:
 def test_launch_passes_typed_arguments_and_raises_the_smem_limit():
     prov = _FakeProvider()
     q = np.random.default_rng(0).standard_normal((2, 3, 70, 128)).astype(np.float32)
-    with K.kernel_provider(prov):
-        K.attention_forward(q, q, q, causal=True)
+    with L.kernel_provider(prov):
+        A.attention_forward(q, q, q, causal=True)
     fn = prov.fns[("04_attention_flash_fwd.cu", "flash_fwd_hs128")]
     (grid, block, args, smem), = fn.calls
-    assert grid == (6, 2) and block == (256,) and smem == K.flash_smem_bytes("fwd", 128)
+    assert grid == (6, 2) and block == (256,) and smem == A.flash_smem_bytes("fwd", 128)
     assert fn.max_dynamic_shared_size_bytes == smem > 48 * 1024
     for a in args:
         assert (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous) \
             or type(a) in (np.int32, np.float32), a
     assert args[-1] == 0 and args[-2] == 1  # has_pad, causal
     assert args[-3] == np.float32(1 / np.sqrt(128))
-    with K.kernel_provider(_FakeProvider(limit=64 * 1024)), pytest.raises(RuntimeError, match="allows"):
-        K.attention_forward(q, q, q)
+    with L.kernel_provider(_FakeProvider(limit=64 * 1024)), pytest.raises(RuntimeError, match="allows"):
+        A.attention_forward(q, q, q)
 
 
 def test_attention_shape_errors():
     q = np.zeros((1, 2, 5, 32), np.float32)
-    with K.kernel_provider(_FakeProvider()):
+    with L.kernel_provider(_FakeProvider()):
         with pytest.raises(ValueError, match="Tq <= Tk"):
-            K.attention_forward(q, q[:, :, :3], q[:, :, :3], causal=True)
+            A.attention_forward(q, q[:, :, :3], q[:, :, :3], causal=True)
         with pytest.raises(ValueError, match="head sizes"):
-            K.attention_forward(q[..., :16], q[..., :16], q[..., :16])
+            A.attention_forward(q[..., :16], q[..., :16], q[..., :16])
         with pytest.raises(ValueError, match="padding_mask"):
-            K.attention_forward(q, q, q, padding_mask=np.ones((1, 4)))
+            A.attention_forward(q, q, q, padding_mask=np.ones((1, 4)))
         with pytest.raises(TypeError, match="float32"):
-            K.attention_forward(q.astype(np.float64), q, q)
+            A.attention_forward(q.astype(np.float64), q, q)
 
 
 def test_compile_error_carries_the_log(monkeypatch):
@@ -330,9 +331,9 @@ def test_compile_error_carries_the_log(monkeypatch):
                 def getDevice():
                     return 0
 
-    monkeypatch.setattr(K, "_cupy_module", lambda: FakeCupy)
-    with pytest.raises(K.KernelCompileError, match="identifier \"oops\""):
-        K.CupyKernels().get_function("01_softmax_naive.cu", "softmax_naive_fwd")
+    monkeypatch.setattr(L, "cupy_module", lambda: FakeCupy)
+    with pytest.raises(L.KernelCompileError, match="identifier \"oops\""):
+        L.CupyKernels().get_function("01_softmax_naive.cu", "softmax_naive_fwd")
 
 
 def test_one_module_per_device(monkeypatch):
@@ -358,8 +359,8 @@ def test_one_module_per_device(monkeypatch):
                 def getDevice():
                     return device[0]
 
-    monkeypatch.setattr(K, "_cupy_module", lambda: FakeCupy)
-    prov = K.CupyKernels()
+    monkeypatch.setattr(L, "cupy_module", lambda: FakeCupy)
+    prov = L.CupyKernels()
     f1 = prov.get_function("02_softmax_warp.cu", "softmax_warp_fwd")
     f2 = prov.get_function("02_softmax_warp.cu", "softmax_warp_bwd")
     assert f1[0] is f2[0] and len(made) == 1  # one module per file and device
@@ -408,7 +409,7 @@ def test_check_kernels_script_reports_every_kernel(tmp_path):
     report = json.loads(out.read_text())
     assert not report["problems"]
     names = {r["kernel"] for r in report["kernels"]}
-    assert {f"flash_fwd_hs{h}" for h in K.FLASH_TILES} <= names
+    assert {f"flash_fwd_hs{h}" for h in A.FLASH_TILES} <= names
     assert all(r["spill_stores"] == 0 and r["spill_loads"] == 0 for r in report["kernels"])
 
 
@@ -429,16 +430,16 @@ def _softmax_ref(x, scale, causal):
 
 
 @requires_gxx
-@pytest.mark.parametrize("variant", K.SOFTMAX_VARIANTS)
+@pytest.mark.parametrize("variant", A.SOFTMAX_VARIANTS)
 @pytest.mark.parametrize("shape,causal", [((2, 3, 7, 9), True), ((5, 70), False), ((1, 1, 1), True),
                                           ((2, 40, 40), True)])
 def test_emulated_softmax_kernels(emu, variant, shape, causal):
     rng = np.random.default_rng(sum(shape))
     x = rng.standard_normal(shape).astype(np.float32) * 3
     g = rng.standard_normal(shape).astype(np.float32)
-    with K.kernel_provider(emu), K.poison_outputs():
-        y = K.softmax_forward(x, 0.7, causal, variant)
-        dx = K.softmax_backward(y, g, 0.7, causal, variant)
+    with L.kernel_provider(emu), L.poison_outputs():
+        y = A.softmax_forward(x, 0.7, causal, variant)
+        dx = A.softmax_backward(y, g, 0.7, causal, variant)
     ref = _softmax_ref(x, 0.7, causal)
     dref = 0.7 * ref * (g - (g * ref).sum(-1, keepdims=True))
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
@@ -456,7 +457,7 @@ EMU_ATTENTION_CASES = [
 
 
 @requires_gxx
-@pytest.mark.parametrize("variant", K.ATTENTION_VARIANTS)
+@pytest.mark.parametrize("variant", A.ATTENTION_VARIANTS)
 @pytest.mark.parametrize("B,nh,Tq,Tk,hs,causal,padded", EMU_ATTENTION_CASES)
 def test_emulated_attention_kernels(emu, variant, B, nh, Tq, Tk, hs, causal, padded):
     rng = np.random.default_rng(Tq * 1000 + Tk + hs)
@@ -466,9 +467,9 @@ def test_emulated_attention_kernels(emu, variant, B, nh, Tq, Tk, hs, causal, pad
     o_ref, lse_ref = flash_attention_forward(q, k, v, causal, pm)
     ref = (o_ref, *flash_attention_backward(q, k, v, o_ref, lse_ref, g, causal, pm))
     f32 = lambda a: a.astype(np.float32)  # noqa: E731
-    with K.kernel_provider(emu), K.poison_outputs():
-        o, lse = K.attention_forward(f32(q), f32(k), f32(v), causal, pm, variant)
-        got = (o, *K.attention_backward(f32(q), f32(k), f32(v), o, lse, f32(g), causal, pm, variant))
+    with L.kernel_provider(emu), L.poison_outputs():
+        o, lse = A.attention_forward(f32(q), f32(k), f32(v), causal, pm, variant)
+        got = (o, *A.attention_backward(f32(q), f32(k), f32(v), o, lse, f32(g), causal, pm, variant))
     for name, a, r in zip(("o", "dq", "dk", "dv"), got, ref):
         np.testing.assert_allclose(a, r, rtol=1e-4, atol=2e-5, err_msg=f"{variant} {name}")
     finite = np.isfinite(lse_ref)
@@ -479,13 +480,13 @@ def test_emulated_attention_kernels(emu, variant, B, nh, Tq, Tk, hs, causal, pad
 @requires_gxx
 def test_emulated_fused_functions_match_functional(emu):
     """FusedAttention / FusedSoftmax wiring (autograd, saved arrays) against functional."""
-    from minigpt.fused import FusedAttention, FusedSoftmax
+    from minigpt.cuda.attention import FusedAttention, FusedSoftmax
     rng = np.random.default_rng(11)
     q, k, v = _qkv(rng, 1, 2, 20, 20, 32, np.float32)
     g = rng.standard_normal(q.shape).astype(np.float32)
     ref = _reference(*(a.astype(np.float64) for a in (q, k, v)), g.astype(np.float64), True, None)
     qt, kt, vt = (Tensor(a.copy(), requires_grad=True) for a in (q, k, v))
-    with K.kernel_provider(emu):
+    with L.kernel_provider(emu):
         out = FusedAttention.apply(qt, kt, vt, causal=True)
         out.backward(g)
         x = Tensor(rng.standard_normal((3, 5, 6)).astype(np.float32), requires_grad=True)
@@ -509,7 +510,7 @@ def test_emulated_flash_kernels_have_no_data_race(hs):
     q, k, v = _qkv(rng, 1, 1, 70, 70, hs, np.float32)
     pm = np.ones((1, 70), np.float32)
     pm[0, 5] = 0
-    with K.kernel_provider(tsan):
-        o, lse = K.attention_forward(q, k, v, True, pm)
-        dq, dk, dv = K.attention_backward(q, k, v, o, lse, q, True, pm)
+    with L.kernel_provider(tsan):
+        o, lse = A.attention_forward(q, k, v, True, pm)
+        dq, dk, dv = A.attention_backward(q, k, v, o, lse, q, True, pm)
     assert np.isfinite(o).all() and np.isfinite(dk).all()

@@ -12,7 +12,7 @@ memory (a stack frame without spills is reported but allowed). Needs only the st
 library and nvcc; no GPU.
 
 When an NVRTC library can be found ($MINIGPT_NVRTC_LIB, or libnvrtc.so next to nvcc or in an
-installed nvidia-cuda-nvrtc wheel) it also compiles each file the way minigpt/kernels.py does
+installed nvidia-cuda-nvrtc wheel) it also compiles each file the way minigpt/cuda/loader.py does
 at run time (headers pasted in, NVRTC, no system headers): a kernel that builds with nvcc but
 not with NVRTC would otherwise fail only on the GPU machine.
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_DIR = REPO / "kernels"
 ARCHS = ("sm_80", "sm_90")
-OPTIONS = ("-std=c++17",)  # the same as minigpt/kernels.py COMPILE_OPTIONS
+OPTIONS = ("-std=c++17",)  # the same as minigpt/cuda/loader.py COMPILE_OPTIONS
 
 _ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(\w+)'")
 _PROPS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
@@ -74,7 +74,7 @@ def compile_nvcc(nvcc: str, path: Path, arch: str) -> tuple[bool, str, list[dict
 
 
 def inline_source(name: str, directory: Path = KERNEL_DIR) -> str:
-    """The loader's header pasting (minigpt.kernels.load_source), without importing minigpt."""
+    """The loader's header pasting (minigpt.cuda.loader.load_source), without importing minigpt."""
     seen: set[str] = set()
 
     def expand(fname: str) -> str:

@@ -57,7 +57,8 @@ def sh(cmd, timeout, log_name=None, env=None):
 
 
 SANITIZE_CASE = r"""
-import numpy as np, cupy as cp, minigpt.kernels as K
+import numpy as np, cupy as cp
+from minigpt.cuda import attention as K
 rng = np.random.default_rng(0)
 for hs in (32, 64, 128):
     q, k, v, g = (cp.asarray(rng.standard_normal((2, 2, 70, hs)).astype(np.float32)) for _ in range(4))
@@ -74,8 +75,9 @@ print("sanitize case done")
 """
 
 COMPILE_CASE = r"""
-import time, json, minigpt.kernels as K
-prov = K._get_provider()
+import time, json
+from minigpt.cuda import loader as K
+prov = K.get_provider()
 times = {}
 for f in K.KERNEL_FILES.values():
     t = time.time(); prov.module(f); times[f] = round(time.time() - t, 2)
@@ -102,7 +104,8 @@ def timed(step, sync):
     return B * T * n / (time.time() - t)
 
 try:
-    import cupy as cp, minigpt.kernels as K
+    import cupy as cp
+    from minigpt.cuda import loader as K
     from minigpt.optim import Adam
     idx = cp.asarray(idx_np)
     for mode in ("fused", "plain"):

@@ -132,7 +132,7 @@ ATTENTION = [
 
 `F.attention` materialises the whole score matrix $S = QK^T/\\sqrt{d}$ of shape (T, T).
 The CUDA kernel in `kernels/04_attention_flash_fwd.cu` never does: it walks over tiles of keys
-and keeps a running maximum and a running sum per query row. `minigpt/tiled_attention.py` is
+and keeps a running maximum and a running sum per query row. `minigpt/cuda/tiled_attention.py` is
 the same algorithm in NumPy. This notebook checks that the two agree, and shows the one idea
 that makes tiling possible: rescaling a partial softmax when a larger maximum appears.
 """),
@@ -140,7 +140,7 @@ that makes tiling possible: rescaling a partial softmax when a larger maximum ap
 import numpy as np
 import minigpt.functional as F
 from minigpt import Tensor
-from minigpt import tiled_attention
+from minigpt.cuda import tiled_attention
 rng = np.random.default_rng(0)
 """),
     md("""

@@ -1,9 +1,9 @@
-"""Run minigpt's CUDA kernels on the CPU through cuda_emu.h, behind minigpt.kernels' own API.
+"""Run minigpt's CUDA kernels on the CPU through cuda_emu.h, behind minigpt.cuda.loader's own API.
 
     from emulate import EmulatedKernels          # (tools/cuda_emu on sys.path)
-    import minigpt.kernels as K
-    with K.kernel_provider(EmulatedKernels()):
-        o, lse = K.attention_forward(q, k, v)     # q, k, v: NumPy float32 arrays
+    from minigpt.cuda import attention as A, loader as L
+    with L.kernel_provider(EmulatedKernels()):
+        o, lse = A.attention_forward(q, k, v)     # q, k, v: NumPy float32 arrays
 
 Each .cu file is compiled once (g++ -std=c++20, AddressSanitizer + UBSan by default, or
 ThreadSanitizer with sanitizer="thread") into a small executable that launches one kernel per
@@ -102,7 +102,7 @@ class EmulatedKernel:
 
 
 class EmulatedKernels:
-    """A kernel provider for minigpt.kernels.kernel_provider(): compiles .cu files for the CPU."""
+    """A kernel provider for minigpt.cuda.loader.kernel_provider(): compiles .cu files for the CPU."""
 
     def __init__(self, sanitizer: str = "address", cache_dir: str | os.PathLike | None = None,
                  kernel_dir: str | os.PathLike | None = None, timeout: float = 600.0):
@@ -159,6 +159,6 @@ class EmulatedKernels:
             self.kernels[key] = EmulatedKernel(self.build(filename), name, self.timeout)
         return self.kernels[key]
 
-    # what minigpt.kernels asks a provider about the device
+    # what minigpt.cuda.loader asks a provider about the device
     def max_shared_memory(self) -> int:
         return 227 * 1024  # an H100's opt-in limit
