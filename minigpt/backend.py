@@ -5,9 +5,9 @@ needs CuPy installed. Every op body asks `xp = get_array_module(x)` and then wri
 `xp.exp(...)`, `xp.matmul(...)`, so one source serves both libraries.
 
 Choose the backend for *new* parameters and tensors with `minigpt.set_backend("cupy")` or the
-environment variable `MINIGPT_BACKEND=cupy` (a value that cannot be used, such as a typo or `cupy`
-without CuPy or a GPU, is a BackendWarning at import and NumPy is used); move existing ones with `model.to("cuda")` or
-`tensor.to("cpu")`.
+environment variable `MINIGPT_BACKEND=cupy` (a value that cannot be used, a typo or `cupy`
+without CuPy or a GPU, is a BackendWarning at import, and NumPy is used); move existing ones
+with `model.to("cuda")` or `tensor.to("cpu")`.
 """
 from __future__ import annotations
 
