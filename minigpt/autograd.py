@@ -255,6 +255,12 @@ class Function:
             grads = (grads,)
         for observer in OBSERVERS:
             observer.backward(self, grad_output, grads)
+        if len(grads) != len(self.inputs):  # zip() below would drop the extra or missing ones
+            n, k = len(grads), len(self.inputs)
+            raise RuntimeError(
+                f"{type(self).__name__}.backward returned {n} gradient{'s' * (n != 1)} for "
+                f"{k} input{'s' * (k != 1)}; return one per positional input (None where no "
+                "gradient flows)")
         if not retain_graph:
             self._saved = None
         return grads
