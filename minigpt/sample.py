@@ -12,15 +12,22 @@ import numpy as np
 
 from .autograd import no_grad
 from .backend import get_array_module, to_numpy
+from .checks import nonneg_float, nonneg_int, positive_int, probability
 
 
 def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
-    """Set to -inf every logit outside the top-k and outside the top-p nucleus (1-D, float64)."""
+    """Set to -inf every logit outside the top-k and outside the top-p nucleus (1-D, float64).
+
+    top_k: None or an integer >= 1 (at least the vocabulary size keeps everything);
+    top_p: None or a number in (0, 1] (1 keeps everything). Anything else is a ValueError.
+    """
+    positive_int.optional(top_k, "top_k")
+    probability.optional(top_p, "top_p")
     logits = logits.astype(np.float64, copy=True)
-    if top_k is not None and 0 < top_k < logits.size:
+    if top_k is not None and top_k < logits.size:
         kth = np.partition(logits, -top_k)[-top_k]
         logits[logits < kth] = -np.inf
-    if top_p is not None and 0.0 < top_p < 1.0:
+    if top_p is not None and top_p < 1.0:
         order = np.argsort(-logits, kind="stable")
         probs = np.exp(logits[order] - logits[order[0]])
         probs /= probs.sum()
@@ -47,11 +54,17 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0,
     """Continue `prompt_ids` (a list of ints) by max_new_tokens tokens; returns the new ids.
 
     on_token: optional callback called with each new id (for streaming output).
+    Ranges (ValueError outside them): max_new_tokens >= 0, temperature >= 0 (0 = greedy),
+    top_k None or >= 1, top_p None or in (0, 1], seed None or >= 0.
+
+    Stopping early (Ctrl-C, or an exception in on_token) leaves the tokens streamed so far
+    with on_token; the model is put back in its training mode either way.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    nonneg_int(max_new_tokens, "max_new_tokens")
+    nonneg_float(temperature, "temperature")
+    positive_int.optional(top_k, "top_k")
+    probability.optional(top_p, "top_p")
+    nonneg_int.optional(seed, "seed")
     ids = [int(i) for i in prompt_ids]
     if not ids:
         raise ValueError("generate needs a non-empty prompt (at least one token id)")

@@ -71,3 +71,35 @@ def test_generate_restores_training_mode_and_validates():
         generate(m, [], 2)
     with pytest.raises(ValueError):
         generate(m, [1], 2, temperature=-1)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(top_k=0), r"top_k must be an integer >= 1, got 0"),
+    (dict(top_k=-3), r"top_k must be an integer >= 1, got -3"),
+    (dict(top_k=2.5), r"top_k must be an integer >= 1, got 2\.5"),
+    (dict(max_new_tokens=-5), r"max_new_tokens must be an integer >= 0, got -5"),
+    (dict(top_p=0.0), r"top_p must be a number in \(0, 1\], got 0\.0"),
+    (dict(top_p=1.5), r"top_p must be a number in \(0, 1\], got 1\.5"),
+    (dict(temperature=-0.5), r"temperature must be a number >= 0, got -0\.5"),
+    (dict(temperature=float("nan")), r"temperature must be a number >= 0, got nan"),
+    (dict(seed=-1), r"seed must be an integer >= 0, got -1"),
+])
+def test_generate_rejects_arguments_outside_their_range(kwargs, match):
+    """top_k 0 or negative used to be ignored silently and max_new_tokens -5 treated as 0."""
+    args = dict(max_new_tokens=3, temperature=1.0)
+    args.update(kwargs)
+    n = args.pop("max_new_tokens")
+    with pytest.raises(ValueError, match=match):
+        generate(model(), [1], n, **args)
+
+
+def test_filter_logits_rejects_a_top_k_or_top_p_outside_its_range():
+    logits = np.array([1.0, 2.0, 3.0])
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="top_k"):
+            filter_logits(logits, top_k=bad)
+    for bad in (0.0, -0.1, 1.01):
+        with pytest.raises(ValueError, match="top_p"):
+            filter_logits(logits, top_p=bad)
+    assert np.isfinite(filter_logits(logits, top_k=3, top_p=1.0)).all()  # the edges keep all
+    assert generate(model(), [1], 0) == []  # zero new tokens is allowed: nothing to add
