@@ -19,7 +19,7 @@ setup(
     package_dir={"minigpt._cuda": "kernels"},
     package_data={"minigpt._cuda": ["*.cu", "*.cuh"]},
     include_package_data=True,
-    install_requires=["numpy>=1.24", "tqdm>=4.60"],
+    install_requires=["numpy>=1.24", "tqdm>=4.60", "threadpoolctl>=3.1"],
     extras_require={
         "dev": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7",
                 # the tutorials extra, so that `make test` executes the notebooks

@@ -50,6 +50,11 @@ def _is_array(x) -> bool:
     return isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy")
 
 
+def as_array(x):
+    """The array behind a Tensor; anything else (an array, a number) unchanged."""
+    return x.data if isinstance(x, Tensor) else x
+
+
 def check_float(a, what: str = "input") -> None:
     """Differentiable math runs in float32 or float64 only: ints and float16 raise TypeError."""
     if a.dtype not in (np.float32, np.float64):

@@ -36,6 +36,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .autograd import as_array
+
 __all__ = ["MODES", "IMPLS", "register", "use", "current_mode", "implementations", "choose",
            "apply"]
 
@@ -138,7 +140,7 @@ def choose(op: str, *arrays, **options):
 
 def apply(op: str, *inputs, **options):
     """choose() on the inputs' arrays, then function_class.apply(*inputs, **options)."""
-    arrays = [getattr(x, "data", x) for x in inputs]  # Tensor -> its array
+    arrays = [as_array(x) for x in inputs]  # Tensor -> its array
     return choose(op, *arrays, **options).apply(*inputs, **options)
 
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from . import dispatch
 from .backend import get_array_module, to_device, device_of
-from .functional import _blas_single_thread, _in_parallel  # see functional.py
 
 
 def warmup_cosine(warmup: int, total: int):
@@ -49,8 +47,7 @@ def constant():
 def global_grad_norm(params) -> float:
     """sqrt(sum of g.g over every gradient): the norm that clipping compares to max_norm."""
     grads = [p.grad for p in params if p.grad is not None]
-    with _blas_single_thread():  # ~200 dot products: no thread wake-up for each
-        return math.sqrt(sum(float((g.reshape(-1) @ g.reshape(-1))) for g in grads))
+    return dispatch.choose("grad_norm", *grads)(grads)
 
 
 def _clip_scale(total: float, max_norm: float | None) -> float | None:
@@ -73,14 +70,42 @@ def clip_grad_norm(params, max_norm: float) -> float:
     return total
 
 
+def adam_update(p, g, m, v, lr_t: float, betas, eps: float, weight_decay: float,
+                clip: float | None = None) -> None:
+    """One Adam update of one parameter, in place: the formula at the top of this file.
+
+    p, g, m, v: the parameter, its gradient and Adam's two moment arrays (same shape).
+    lr_t: the step size with the bias correction folded in. clip: if not None, the gradient is
+    first scaled by it, in place (global-norm clipping, as clip_grad_norm does it).
+    """
+    ### BEGIN SOLUTION
+    xp = get_array_module(p)
+    b1, b2 = betas
+    if clip is not None:
+        g *= clip
+    m[...] = b1 * m + (1 - b1) * g  # first moment: a running mean of g
+    v[...] = b2 * v + (1 - b2) * g * g  # second moment: a running mean of g^2
+    p -= lr_t * (m / (xp.sqrt(v) + eps) + weight_decay * p)
+    ### END SOLUTION
+
+
+def _grad_norm(grads) -> float:
+    """sqrt(sum of g.g over the gradients)."""
+    return math.sqrt(sum(float((g * g).sum()) for g in grads))
+
+
+dispatch.register("adam", "reference", adam_update)
+dispatch.register("grad_norm", "reference", _grad_norm)
+
+
 class Adam:
     """Adam with GPT-1's decoupled weight decay and gradient clipping.
 
     params: a list of Parameters (or of (name, Parameter) pairs). schedule: t -> multiplier
     of lr (default constant 1). `step()` applies one update; `zero_grad()` clears gradients.
+    Each parameter's update is `adam_update` (mode "reference") or its chunked, threaded
+    version in minigpt/fast/adam.py (NumPy arrays, mode "auto" or "fast"): minigpt.dispatch.
     """
-
-    CHUNK = 1 << 16  # elements per slice of the chunked update (256 KiB per array; measured best)
 
     def __init__(self, params, lr: float = 2.5e-4, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01, max_grad_norm: float | None = 1.0, schedule=None):
@@ -106,8 +131,8 @@ class Adam:
             p.grad = None
 
     def step(self) -> None:
-        # clipping as clip_grad_norm does it (p.grad *= scale, in place), but done inside the
-        # update's chunks, where g is in cache anyway, instead of in one more pass of its own
+        # clipping as clip_grad_norm does it (p.grad *= scale, in place), but inside the
+        # update, where the fast version has g in cache anyway, instead of in a pass of its own
         self.last_grad_norm = global_grad_norm(self.params)
         clip = _clip_scale(self.last_grad_norm, self.max_grad_norm)
         self.t += 1
@@ -119,55 +144,9 @@ class Adam:
             if p.grad is None:
                 continue
             wd = self.weight_decay if p.ndim >= 2 else 0.0  # matrices and embeddings only
-            xp = get_array_module(p.data)
-            if xp is np and all(a.flags.c_contiguous for a in (p.data, p.grad, m, v)):
-                self._update_in_chunks(p.data, p.grad, m, v, lr_t, wd, clip)
-            else:  # CuPy (one kernel per op is already fast) or an unusual memory layout
-                self._update(p.data, p.grad, m, v, lr_t, wd, clip, xp)
-
-    def _update(self, p, g, m, v, lr_t: float, wd: float, clip, xp, tmp=None, tmp2=None) -> None:
-        """One Adam update of the arrays p, m, v (same shape) by g, in place; first g *= clip
-        (the gradient clipping) unless clip is None.
-
-        tmp, tmp2: optional scratch arrays of p's shape (the chunked path passes them, so
-        that no temporary is allocated); without them the formula allocates its own.
-        """
-        b1, b2 = self.betas
-        dt = p.dtype.type  # Python floats times float32 arrays would promote through float64
-        tmp = xp.empty_like(p) if tmp is None else tmp
-        if clip is not None:
-            g *= dt(clip)
-        m *= dt(b1)
-        m += xp.multiply(g, dt(1.0 - b1), out=tmp)      # m = b1 m + (1 - b1) g
-        v *= dt(b2)
-        xp.multiply(g, g, out=tmp)
-        tmp *= dt(1.0 - b2)
-        v += tmp                                        # v = b2 v + (1 - b2) g^2
-        xp.sqrt(v, out=tmp)
-        tmp += dt(self.eps)
-        xp.divide(m, tmp, out=tmp)                      # update = m / (sqrt(v) + eps)
-        if wd:
-            tmp2 = xp.empty_like(p) if tmp2 is None else tmp2
-            tmp += xp.multiply(p, dt(wd), out=tmp2)     # + w p (decoupled weight decay)
-        tmp *= dt(lr_t)
-        p -= tmp                                        # p -= lr_t * update
-
-    def _update_in_chunks(self, p, g, m, v, lr_t: float, wd: float, clip) -> None:
-        """The same update, CHUNK elements at a time: the ~10 passes of the formula then run
-        on a slice of p, g, m and v that stays in the CPU cache, instead of streaming each
-        whole array (466 MB for GPT-1's parameters) through memory ten times. The chunks are
-        shared out between the cores (NumPy releases the GIL inside its loops)."""
-        p, g, m, v = p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1)  # views
-        n, size = p.size, self.CHUNK
-
-        def chunks(c):  # chunks c.start .. c.stop - 1, with scratch arrays of their own
-            tmp, tmp2 = np.empty(size, p.dtype), np.empty(size, p.dtype)
-            for j in range(c.start, c.stop):
-                s = slice(j * size, min((j + 1) * size, n))
-                k = s.stop - s.start
-                self._update(p[s], g[s], m[s], v[s], lr_t, wd, clip, np, tmp[:k], tmp2[:k])
-
-        _in_parallel(chunks, -(-n // size), size)
+            update = dispatch.choose("adam", p.data, p.grad, m, v)
+            update(p.data, p.grad, m, v, lr_t=lr_t, betas=self.betas, eps=self.eps,
+                   weight_decay=wd, clip=clip)
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
