@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minigpt import tasks as T  # noqa: E402
-from minigpt.finetune import FinetuneConfig, finetune  # noqa: E402
+from minigpt.training import FinetuneConfig, finetune  # noqa: E402
 
 TASKS = {  # data set -> (task, metric name, training examples, test examples)
     "rotten_tomatoes": ("classify", "accuracy", 1200, 1000),
@@ -96,7 +96,7 @@ def build_corpus(path: Path) -> None:
 
 def pretrained_base(runs: Path, base: dict, log=print) -> Path:
     """The cached base model's run directory, pretraining it first when needed."""
-    from minigpt.train import TrainConfig, pretrain
+    from minigpt.training import TrainConfig, pretrain
     key = hashlib.sha256(json.dumps(base, sort_keys=True).encode()).hexdigest()[:8]
     out = runs / f"ablation-base-{key}"
     state = out / "ckpt" / "state.json"
@@ -240,7 +240,7 @@ def lm_zero_shot_choice(init, examples) -> float:
     """Accuracy of the pretrained LM scoring each choice by the summed log-probability of its
     tokens after the context's (no special tokens, no training): is the knowledge there?"""
     from minigpt.autograd import no_grad
-    from minigpt.checkpoint import load_checkpoint
+    from minigpt.training import load_checkpoint
     from minigpt.functional import log_softmax
     model, tok, _ = load_checkpoint(init)
     model.eval()
@@ -401,7 +401,7 @@ def main(argv=None) -> int:
 
 
 def _subset(examples, n):
-    from minigpt.finetune import _subset as subset
+    from minigpt.training.finetune import fixed_subset as subset
     return subset(examples, n)
 
 

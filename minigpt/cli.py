@@ -42,7 +42,7 @@ def _add_train_args(p: argparse.ArgumentParser, defaults) -> None:
 
 
 def _train_config(args, defaults):
-    from .train import TrainConfig
+    from .training import TrainConfig
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["steps"] = args.steps if args.steps is not None else defaults.steps
@@ -59,7 +59,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_pretrain(args) -> int:
-    from .train import TrainConfig, pretrain
+    from .training import TrainConfig, pretrain
     cfg = _train_config(args, TrainConfig())
     if args.resume and args.steps is None:
         cfg = dataclasses.replace(cfg, steps=-1)  # -1: keep the checkpoint's own --steps
@@ -70,7 +70,7 @@ def cmd_pretrain(args) -> int:
 
 def load_for_inference(path):
     """(model, tokenizer) from a minigpt checkpoint/run directory or a HuggingFace GPT-1 dir."""
-    from .checkpoint import load_checkpoint
+    from .training import load_checkpoint
     p = Path(path)
     hf_dir = (p / "config.json").is_file() and not (p / "state.json").is_file()
     if hf_dir or (p / "params_shapes.json").is_file():  # HuggingFace or OpenAI release layout
@@ -112,9 +112,9 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .checkpoint import load_checkpoint
+    from .training import load_checkpoint
     from .data import encode_corpus, load_corpus
-    from .train import evaluate_full
+    from .training import evaluate_full
     model, tok, state = load_checkpoint(args.ckpt)
     data = args.data or state.get("train_config", {}).get("data", "shakespeare")
     corpus = load_corpus(data)
@@ -136,7 +136,7 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     """Pretrain the demo model on Shakespeare, plot the loss, print a sample."""
     from .sample import generate
-    from .train import TrainConfig, pretrain
+    from .training import TrainConfig, pretrain
     out = args.out or time.strftime("runs/demo-%Y%m%d-%H%M%S")
     cfg = TrainConfig(data="shakespeare", preset="demo", steps=args.steps, batch_size=32,
                       lr=2e-3, warmup=50, weight_decay=0.01, eval_interval=200,
@@ -157,7 +157,7 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import TrainConfig
+    from .training import TrainConfig
     parser = argparse.ArgumentParser(prog="minigpt", description="GPT-1 from scratch in NumPy")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -200,7 +200,7 @@ _EXTRA_COMMANDS = []  # other modules (fine-tuning) register their sub-commands 
 
 
 def _finetune_commands(sub) -> None:
-    from .finetune import add_commands  # finetune, predict
+    from .training.finetune import add_commands  # finetune, predict
     add_commands(sub)
 
 
@@ -218,8 +218,8 @@ _EXTRA_COMMANDS.append(_trace_commands)
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .train import TrainingError
+    from .training import CheckpointError
+    from .training import TrainingError
     try:
         return args.func(args)
     except (TrainingError, CheckpointError, FileNotFoundError, ValueError) as e:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tokenizers import _atomic_write_text
+from .fileio import atomic_write_text
 
 __all__ = ["Play", "Corpus", "shakespeare_plays", "load_corpus", "encode_corpus", "get_batch",
            "parse_play_markdown", "render_speeches", "play_split", "cache_dir",
@@ -309,7 +309,7 @@ def _cache_key(plays_dir: Path) -> str:
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, text)  # temporary file + rename (tokenizers.py)
+    atomic_write_text(path, text)  # temporary file + rename
 
 
 def _plays_to_json(plays: list[Play]) -> str:

@@ -28,14 +28,14 @@ from __future__ import annotations
 import functools
 import heapq
 import json
-import os
 import re
 import string
-import tempfile
 import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from .fileio import atomic_write_text
 
 __all__ = ["CharTokenizer", "BPETokenizer", "load_tokenizer", "GPT1_SPECIAL_TOKENS",
            "END_OF_WORD", "CONFIG_FILE", "VOCAB_FILE", "MERGES_FILE"]
@@ -54,21 +54,6 @@ OPENAI_MERGES_FILE = "vocab_40000.bpe"
 
 
 # ---------- file helpers
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
 
 def _read_text(path: Path) -> str:
     if not path.is_file():
@@ -204,12 +189,12 @@ class _Tokenizer:
         """Write vocab.json (+ merges.txt) and tokenizer_config.json into `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(directory / VOCAB_FILE,
+        atomic_write_text(directory / VOCAB_FILE,
                            json.dumps(self._base, ensure_ascii=False) + "\n")
         self._save_files(directory)
         config = {"type": self.type_name, "special_tokens": self._specials,
                   "options": self._options()}
-        _atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
         return directory
 
     def _save_files(self, directory: Path) -> None:
@@ -590,7 +575,7 @@ class BPETokenizer(_Tokenizer):
     # -- files
     def _save_files(self, directory: Path) -> None:
         lines = [MERGES_HEADER] + [f"{a} {b}" for a, b in self._merges]
-        _atomic_write_text(directory / MERGES_FILE, "\n".join(lines) + "\n")
+        atomic_write_text(directory / MERGES_FILE, "\n".join(lines) + "\n")
 
     @classmethod
     def load(cls, directory) -> "BPETokenizer":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minigpt import GPT, GPTConfig, safetensors
-from minigpt.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from minigpt.training import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from minigpt.optim import Adam
 
 

@@ -1,4 +1,4 @@
-"""minigpt.finetune: loading the base model, the L3 objective and schedule, checkpoints, and the
+"""minigpt.training.finetune: loading the base model, the L3 objective and schedule, checkpoints, and the
 `minigpt finetune` / `minigpt predict` command line end to end on a user file of each format."""
 import json
 import math
@@ -11,13 +11,11 @@ import pytest
 
 from minigpt import GPT, GPTConfig
 from minigpt import tasks as T
-from minigpt.checkpoint import load_checkpoint, save_checkpoint
 from minigpt.cli import main as cli_main
-from minigpt.finetune import (FinetuneConfig, finetune, load_base, load_finetuned,
-                              predict)
 from minigpt.optim import warmup_linear
 from minigpt.tokenizers import BPETokenizer
-from minigpt.train import TrainingError
+from minigpt.training import (FinetuneConfig, TrainingError, finetune, load_base, load_checkpoint,
+                              load_finetuned, predict, save_checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ["good", "great", "fine", "lovely", "superb", "brilliant"]

@@ -1,14 +1,14 @@
-"""minigpt.heads: float64 gradient checks of every head (alone and through a tiny GPT),
+"""minigpt.training.heads: float64 gradient checks of every head (alone and through a tiny GPT),
 similarity symmetry, padding never attended, multiple-choice permutation, dropout."""
 import numpy as np
 import pytest
 
 from minigpt import GPT, GPTConfig, Tensor, gradcheck
 from minigpt import tasks as T
-from minigpt.heads import (ClassificationHead, EntailmentHead, MultipleChoiceHead,
-                           SimilarityHead, TaggingHead, TaskModel, extract_states, make_head,
-                           task_loss)
 from minigpt.tokenizers import BPETokenizer
+from minigpt.training.heads import (ClassificationHead, EntailmentHead, MultipleChoiceHead,
+                                    SimilarityHead, TaggingHead, TaskModel, extract_states,
+                                    make_head, task_loss)
 
 C = 6
 

@@ -167,7 +167,7 @@ def test_cli_on_a_checkpoint(tmp_path, capsys):
     try:
         from minigpt.training import save_checkpoint
     except ImportError:  # before the training package lands
-        from minigpt.checkpoint import save_checkpoint
+        from minigpt.training import save_checkpoint
     text = "to be or not to be"
     tok = CharTokenizer.train(text)
     model = tiny_model(n_layer=1, dtype="float32", vocab=tok.vocab_size)

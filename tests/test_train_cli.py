@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import minigpt.data
-from minigpt.checkpoint import load_checkpoint
-from minigpt.train import TrainConfig, TrainingError, pretrain
+from minigpt.training import load_checkpoint
+from minigpt.training import TrainConfig, TrainingError, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,19 +14,18 @@ import dataclasses
 import json
 import math
 import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import random as mgrandom
-from .autograd import no_grad
+from .. import random as mgrandom
+from ..autograd import no_grad
+from ..model import GPT, GPTConfig
+from ..optim import Adam, warmup_cosine
 from .checkpoint import load_checkpoint, save_checkpoint
-from .model import GPT, GPTConfig
-from .optim import Adam, warmup_cosine
+from .loop import StopOnCtrlC, TrainingError
 
 
 @dataclass
@@ -50,12 +49,8 @@ class TrainConfig:
     out: str = "runs/tiny"
 
 
-class TrainingError(RuntimeError):
-    """Training stopped (non-finite loss, bad arguments, existing output directory...)."""
-
-
 def _build_tokenizer(cfg: TrainConfig, corpus):
-    from .tokenizers import BPETokenizer, CharTokenizer
+    from ..tokenizers import BPETokenizer, CharTokenizer
     if cfg.tokenizer == "char":
         return CharTokenizer.train(corpus.train + corpus.val)
     if cfg.tokenizer == "bpe":
@@ -75,7 +70,7 @@ def _model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
 def evaluate(model: GPT, data: np.ndarray, block_size: int, batch_size: int, n_batches: int,
              seed: int = 0) -> float:
     """Mean loss on n_batches random windows drawn from a fresh generator (same windows each call)."""
-    from .data import get_batch
+    from ..data import get_batch
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
@@ -144,37 +139,10 @@ def plot_losses(run_dir, out_png=None) -> Path | None:
     return out_png
 
 
-class _StopOnCtrlC:
-    """Turn the first Ctrl-C into a request to stop at the next step boundary.
-
-    Stopping inside opt.step() would leave half-updated weights; the loop checks `requested`
-    between steps instead, then saves a consistent checkpoint. A second Ctrl-C aborts at once.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
-
-
 def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
              log=print) -> dict:
     """Train (or resume) a GPT language model; returns a summary dict of the run."""
-    from .data import encode_corpus, get_batch, load_corpus
+    from ..data import encode_corpus, get_batch, load_corpus
 
     out = Path(cfg.out)
     ckpt_dir = out / "ckpt"
@@ -238,7 +206,7 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
     status = "completed"
     model.train()
     t_last = time.perf_counter()
-    stop = _StopOnCtrlC()
+    stop = StopOnCtrlC()
     try:
         with stop, metrics_path.open("a") as mf:
             while step < cfg.steps:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional as F
-from .autograd import Tensor
-from .backend import get_array_module
-from .nn import Dropout, Linear, Module
+from .. import functional as F
+from ..autograd import Tensor
+from ..backend import get_array_module
+from ..nn import Dropout, Linear, Module
 
 __all__ = ["ClassificationHead", "EntailmentHead", "SimilarityHead", "MultipleChoiceHead",
            "TaggingHead", "make_head", "TaskModel", "task_loss", "extract_states"]

@@ -30,21 +30,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import random as mgrandom
-from . import safetensors
-from .autograd import no_grad
+from .. import random as mgrandom
+from .. import safetensors
+from ..autograd import no_grad
+from ..model import GPT
+from ..optim import Adam, warmup_linear
+from ..tasks import (TASKS, TaskData, TaskEncoder, Truncation, add_special_tokens,
+                     collate, entity_prf, lm_targets, load_task_data, read_user_file,
+                     special_ids)
 from .checkpoint import (CheckpointError, load_checkpoint, replace_directory, resolve_checkpoint,
                          save_checkpoint)
 from .heads import TaskModel, make_head, task_loss
-from .model import GPT
-from .optim import Adam, warmup_linear
-from .tasks import (IGNORE_INDEX, TASKS, TaskData, TaskEncoder, Truncation, add_special_tokens,
-                    collate, entity_prf, lm_targets, load_task_data, read_user_file,
-                    special_ids)
-from .train import TrainingError, _StopOnCtrlC
+from .loop import StopOnCtrlC, TrainingError
 
 __all__ = ["FinetuneConfig", "finetune", "evaluate_task", "predict", "load_base",
-           "save_finetuned", "load_finetuned", "TASK_FILE", "HEAD_FILE"]
+           "save_finetuned", "load_finetuned", "fixed_subset", "TASK_FILE", "HEAD_FILE"]
 
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
@@ -96,7 +96,7 @@ def load_base(init, pretrained: bool = True, seed: int = 0):
                          "(its architecture and tokenizer are used even without pretraining)")
     p = Path(init)
     if (p / "config.json").is_file() and not (p / "state.json").is_file():  # HuggingFace dir
-        from .tokenizers import BPETokenizer
+        from ..tokenizers import BPETokenizer
         model, tokenizer = GPT.from_pretrained(p), BPETokenizer.from_pretrained(p)
     else:
         model, tokenizer, _ = load_checkpoint(p)
@@ -215,7 +215,7 @@ def headline(task: str, metrics: dict) -> str:
 
 # ----------------------------------------------------------------------------- training
 
-def _subset(examples, n, seed=0):
+def fixed_subset(examples, n, seed=0):
     """A fixed random subset (the same for every run seed and every ablation condition)."""
     if n is None or n >= len(examples):
         return list(examples)
@@ -245,8 +245,8 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
         raise ValueError(f"data set {data.name} is a {data.task!r} task, not {cfg.task!r}")
     log(data.counts())
     model_gpt, tokenizer = load_base(cfg.init, cfg.pretrained, cfg.seed)
-    train_ex = _subset(data.train, cfg.max_train)
-    test_ex = _subset(data.test, cfg.max_test)
+    train_ex = fixed_subset(data.train, cfg.max_train)
+    test_ex = fixed_subset(data.test, cfg.max_test)
     if len(train_ex) < len(data.train) or len(test_ex) < len(data.test):
         log(f"using {len(train_ex)} of {len(data.train)} training and {len(test_ex)} of "
             f"{len(data.test)} test examples (fixed random subsets)")
@@ -286,7 +286,7 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
         bar = tqdm(total=total, desc=f"finetune {cfg.task}", dynamic_ncols=True)
     status, step, last = "completed", 0, {}
     model.train()
-    stop = _StopOnCtrlC()
+    stop = StopOnCtrlC()
     try:
         with stop:
             for epoch in range(cfg.epochs):

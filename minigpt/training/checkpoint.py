@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import safetensors
-from .model import GPT, GPTConfig
+from .. import safetensors
+from ..model import GPT, GPTConfig
 
 FORMAT = "minigpt-checkpoint"
 REQUIRED = ("config.json", "model.safetensors", "state.json")
@@ -133,7 +133,7 @@ def load_checkpoint(path, with_optimizer_state: bool = False):
         raise CheckpointError(f"{path / 'model.safetensors'}: {e}") from None
     tokenizer = None
     if (path / "tokenizer_config.json").is_file():
-        from .tokenizers import load_tokenizer
+        from ..tokenizers import load_tokenizer
         tokenizer = load_tokenizer(path)
     if with_optimizer_state and "optimizer" in state:
         opt_file = path / "optimizer.safetensors"
