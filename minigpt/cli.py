@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -16,25 +17,58 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checks
+
+
+def _arg_type(rule):
+    """An argparse type from a minigpt.checks rule: a bad value is a parse-time error such as
+    `minigpt pretrain: error: argument --steps: must be an integer >= 1, got 0` (exit 2)."""
+    def convert(text):
+        try:
+            value = rule.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule.expected}, got {text!r}") from None
+        try:
+            return rule(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = rule.__name__
+    return convert
+
+
+# argparse types for every argument with a documented range (the rules live in minigpt.checks)
+positive_int = _arg_type(checks.positive_int)        # >= 1
+nonneg_int = _arg_type(checks.nonneg_int)            # >= 0
+positive_float = _arg_type(checks.positive_float)    # > 0
+nonneg_float = _arg_type(checks.nonneg_float)        # >= 0
+probability = _arg_type(checks.probability)          # (0, 1]
+fraction = _arg_type(checks.fraction)                # [0, 1)
+
 
 def _add_train_args(p: argparse.ArgumentParser, defaults) -> None:
     d = defaults
     p.add_argument("--data", default=d.data, help="'shakespeare' (default) or a UTF-8 text file")
-    p.add_argument("--preset", default=d.preset, help="model size: tiny, small, demo, gpt1")
+    from .model import PRESETS
+    p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS),
+                   help="model size: tiny, small, demo, gpt1")
     p.add_argument("--tokenizer", default=d.tokenizer, choices=["char", "bpe"])
-    p.add_argument("--bpe-vocab-size", type=int, default=d.bpe_vocab_size)
-    p.add_argument("--steps", type=int, default=None, help=f"optimizer updates (default {d.steps})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--block-size", type=int, default=d.block_size, help="context length (default: preset's)")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up updates, then cosine to 0")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
-    p.add_argument("--dropout", type=float, default=d.dropout, help="override the preset's dropout")
-    p.add_argument("--eval-interval", type=int, default=d.eval_interval)
-    p.add_argument("--eval-batches", type=int, default=d.eval_batches)
-    p.add_argument("--ckpt-interval", type=int, default=d.ckpt_interval)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--bpe-vocab-size", type=positive_int, default=d.bpe_vocab_size)
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help=f"optimizer updates (default {d.steps})")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--block-size", type=positive_int, default=d.block_size,
+                   help="context length (default and maximum: the preset's n_ctx)")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="peak learning rate")
+    p.add_argument("--warmup", type=nonneg_int, default=d.warmup,
+                   help="linear warm-up updates, then cosine to 0")
+    p.add_argument("--weight-decay", type=nonneg_float, default=d.weight_decay)
+    p.add_argument("--max-grad-norm", type=positive_float, default=d.max_grad_norm)
+    p.add_argument("--dropout", type=fraction, default=d.dropout,
+                   help="override the preset's dropout, in [0, 1)")
+    p.add_argument("--eval-interval", type=positive_int, default=d.eval_interval)
+    p.add_argument("--eval-batches", type=positive_int, default=d.eval_batches)
+    p.add_argument("--ckpt-interval", type=positive_int, default=d.ckpt_interval)
+    p.add_argument("--seed", type=nonneg_int, default=d.seed)
     p.add_argument("--out", default=d.out, help="run directory (checkpoint, metrics, loss.png)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
@@ -68,18 +102,30 @@ def cmd_pretrain(args) -> int:
     return 130 if summary["status"] == "interrupted" else 0
 
 
+def _says_minigpt_checkpoint(config_file: Path) -> bool:
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return True  # unreadable: not a HuggingFace config either; load_checkpoint says why
+    return not isinstance(config, dict) or config.get("format") == "minigpt-checkpoint"
+
+
 def load_for_inference(path):
     """(model, tokenizer) from a minigpt checkpoint/run directory or a HuggingFace GPT-1 dir."""
     from .training import load_checkpoint
     p = Path(path)
-    hf_dir = (p / "config.json").is_file() and not (p / "state.json").is_file()
+    # a HuggingFace directory has config.json and no state.json; a minigpt checkpoint that lost
+    # its state.json is still a minigpt checkpoint (its config.json says so): load_checkpoint
+    # then names the missing file instead of a HuggingFace reader blaming the tokenizer
+    hf_dir = ((p / "config.json").is_file() and not (p / "state.json").is_file()
+              and not _says_minigpt_checkpoint(p / "config.json"))
     if hf_dir or (p / "params_shapes.json").is_file():  # HuggingFace or OpenAI release layout
         from .model import GPT
         from .tokenizers import BPETokenizer
         return GPT.from_pretrained(p), BPETokenizer.from_pretrained(p)
     model, tokenizer, _ = load_checkpoint(p)
     if tokenizer is None:
-        raise SystemExit(f"checkpoint {p} has no tokenizer files; cannot encode a prompt")
+        raise ValueError(f"checkpoint {p} has no tokenizer files; cannot encode a prompt")
     return model, tokenizer
 
 
@@ -88,7 +134,7 @@ def cmd_sample(args) -> int:
     model, tok = load_for_inference(args.ckpt)
     ids = tok.encode(args.prompt)
     if not ids:
-        raise SystemExit("the prompt encodes to no tokens; give a non-empty --prompt")
+        raise ValueError("the prompt encodes to no tokens; give a non-empty --prompt")
     n_ctx = model.config.n_ctx
     if len(ids) > n_ctx:
         print(f"[prompt is {len(ids)} tokens, longer than the context n_ctx={n_ctx}: "
@@ -102,8 +148,15 @@ def cmd_sample(args) -> int:
         print(tok.decode([token]), end="", flush=True)
 
     t0 = time.perf_counter()
-    generate(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-             top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache, on_token=stream)
+    try:
+        generate(model, ids, args.max_new_tokens, temperature=args.temperature,
+                 top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                 use_cache=not args.no_cache, on_token=stream)
+    except KeyboardInterrupt:  # Ctrl-C: keep what was printed, no traceback
+        print(flush=True)
+        print(f"[interrupted after {len(generated)} of {args.max_new_tokens} tokens]",
+              file=sys.stderr)
+        return 130
     dt = time.perf_counter() - t0
     print()
     print(f"[{len(generated)} tokens in {dt:.2f} s, {len(generated) / max(dt, 1e-9):.1f} tokens/s]",
@@ -168,25 +221,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="generate text from a checkpoint")
     p.add_argument("--ckpt", required=True, help="run/checkpoint directory or HuggingFace dir")
     p.add_argument("--prompt", default="\n")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=nonneg_int, default=200)
+    p.add_argument("--temperature", type=nonneg_float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=positive_int, default=None,
+                   help="sample among the k most likely tokens (k >= 1)")
+    p.add_argument("--top-p", type=probability, default=None,
+                   help="sample within the smallest set of probability >= p, p in (0, 1]")
+    p.add_argument("--seed", type=nonneg_int, default=None)
     p.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("eval", help="validation loss, perplexity and bits per character")
     p.add_argument("--ckpt", required=True)
     p.add_argument("--data", default=None, help="default: the data the checkpoint was trained on")
-    p.add_argument("--max-tokens", type=int, default=65536, help="evaluate at most this many tokens")
+    p.add_argument("--max-tokens", type=positive_int, default=65536,
+                   help="evaluate at most this many tokens")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="pretrain a small model on Shakespeare (~3 min on 2 cores)")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS)
+    p.add_argument("--steps", type=positive_int, default=DEMO_STEPS)
     p.add_argument("--out", default=None, help="default: runs/demo-<date>-<time>")
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--sample-tokens", type=int, default=300)
+    p.add_argument("--seed", type=nonneg_int, default=1337)
+    p.add_argument("--sample-tokens", type=nonneg_int, default=300)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -225,6 +281,9 @@ def main(argv=None) -> int:
     except (TrainingError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"minigpt {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: no traceback
+        print(f"\nminigpt {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -38,3 +38,126 @@ def test_backend_cupy_without_cupy_warns_and_uses_numpy():
     assert "Traceback" not in r.stderr
     assert r.stdout.strip() == "numpy"
     assert "MINIGPT_BACKEND='cupy'" in r.stderr and "cupy" in r.stderr and "using numpy" in r.stderr
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def cli(argv, capsys):
+    """Run `minigpt ARGV` in-process: (exit code, stdout, stderr). Parse errors exit via
+    argparse's SystemExit; command errors return 2 from main()."""
+    from minigpt.cli import main
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tiny_checkpoint(path: Path, text: str = "to be or not to be, that is the question\n",
+                    n_ctx: int = 16) -> Path:
+    """A small char-level checkpoint (random weights) with its tokenizer, at `path`."""
+    from minigpt import GPT, GPTConfig
+    from minigpt.tokenizers import CharTokenizer
+    from minigpt.training import save_checkpoint
+    tok = CharTokenizer.train(text)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_ctx=n_ctx, n_layer=1, n_embd=16,
+                          n_head=2), seed=0)
+    return save_checkpoint(path, model, tok, state={"step": 0})
+
+
+# ----------------------------------------------------------------------------- argument ranges
+
+PARSE_ERRORS = [
+    # (argv, the message after "argument ")
+    (["pretrain", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
+    (["pretrain", "--steps", "-3"], "--steps: must be an integer >= 1, got -3"),
+    (["pretrain", "--eval-batches", "0"], "--eval-batches: must be an integer >= 1, got 0"),
+    (["pretrain", "--eval-interval", "0"], "--eval-interval: must be an integer >= 1, got 0"),
+    (["pretrain", "--ckpt-interval", "0"], "--ckpt-interval: must be an integer >= 1, got 0"),
+    (["pretrain", "--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
+    (["pretrain", "--block-size", "0"], "--block-size: must be an integer >= 1, got 0"),
+    (["pretrain", "--bpe-vocab-size", "-1"], "--bpe-vocab-size: must be an integer >= 1, got -1"),
+    (["pretrain", "--lr", "0"], "--lr: must be a number > 0, got 0.0"),
+    (["pretrain", "--lr", "nan"], "--lr: must be a number > 0, got nan"),
+    (["pretrain", "--warmup", "-1"], "--warmup: must be an integer >= 0, got -1"),
+    (["pretrain", "--weight-decay", "-0.1"], "--weight-decay: must be a number >= 0, got -0.1"),
+    (["pretrain", "--max-grad-norm", "0"], "--max-grad-norm: must be a number > 0, got 0.0"),
+    (["pretrain", "--dropout", "1"], "--dropout: must be a number in [0, 1), got 1.0"),
+    (["pretrain", "--dropout", "-0.1"], "--dropout: must be a number in [0, 1), got -0.1"),
+    (["pretrain", "--seed", "-1"], "--seed: must be an integer >= 0, got -1"),
+    (["pretrain", "--steps", "1.5"], "--steps: must be an integer >= 1, got '1.5'"),
+    (["pretrain", "--preset", "huge"], "--preset: invalid choice: 'huge'"),
+    (["sample", "--ckpt", "x", "--top-k", "0"], "--top-k: must be an integer >= 1, got 0"),
+    (["sample", "--ckpt", "x", "--top-k", "-2"], "--top-k: must be an integer >= 1, got -2"),
+    (["sample", "--ckpt", "x", "--max-new-tokens", "-5"],
+     "--max-new-tokens: must be an integer >= 0, got -5"),
+    (["sample", "--ckpt", "x", "--temperature", "-0.1"],
+     "--temperature: must be a number >= 0, got -0.1"),
+    (["sample", "--ckpt", "x", "--top-p", "0"], "--top-p: must be a number in (0, 1], got 0.0"),
+    (["sample", "--ckpt", "x", "--top-p", "1.5"], "--top-p: must be a number in (0, 1], got 1.5"),
+    (["sample", "--ckpt", "x", "--seed", "-1"], "--seed: must be an integer >= 0, got -1"),
+    (["eval", "--ckpt", "x", "--max-tokens", "0"], "--max-tokens: must be an integer >= 1, got 0"),
+    (["demo", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
+    (["demo", "--sample-tokens", "-1"], "--sample-tokens: must be an integer >= 0, got -1"),
+]
+
+
+@pytest.mark.parametrize("argv,message", PARSE_ERRORS, ids=[" ".join(a) for a, _ in PARSE_ERRORS])
+def test_arguments_outside_their_range_are_parse_errors(argv, message, tmp_path, capsys):
+    """Checked at parse time, before anything is read or written: `--eval-batches 0` used to
+    write NaN into metrics.jsonl, `--steps 0` to crash after a step-0 checkpoint, `--top-k 0`
+    to be ignored, `--max-new-tokens -5` to act as 0."""
+    out = tmp_path / "run"
+    extra = ["--out", out] if argv[0] in ("pretrain", "demo") else []
+    code, stdout, err = cli(argv + extra, capsys)
+    assert code == 2
+    assert f"minigpt {argv[0]}: error: argument {message}" in err, err
+    assert "Traceback" not in err
+    assert not out.exists()  # nothing was created
+
+
+# ----------------------------------------------------------------------------- sample
+
+def test_sample_on_a_checkpoint_missing_state_json_names_the_file(tmp_path, capsys):
+    """It used to be taken for a HuggingFace directory and fail on the tokenizer type."""
+    ckpt = tiny_checkpoint(tmp_path / "run" / "ckpt")
+    (ckpt / "state.json").unlink()
+    for target in (ckpt, tmp_path / "run"):
+        code, out, err = cli(["sample", "--ckpt", target, "--max-new-tokens", "3"], capsys)
+        assert code == 2
+        assert err.startswith("minigpt sample: error: ") and "missing state.json" in err, err
+        assert "tokenizer" not in err and "Traceback" not in err
+
+
+def test_sample_still_streams_from_a_complete_checkpoint(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    code, out, err = cli(["sample", "--ckpt", ckpt, "--prompt", "to", "--max-new-tokens", "5",
+                          "--top-k", "3", "--top-p", "1", "--seed", "0"], capsys)
+    assert code == 0, err
+    assert out.startswith("to") and len(out.rstrip("\n")) >= len("to") + 1
+
+
+def test_ctrl_c_during_sample_stops_cleanly(tmp_path):
+    """A real SIGINT while tokens stream: what was generated stays printed, exit 130, and no
+    traceback."""
+    import signal
+    import time
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "minigpt", "sample", "--ckpt", str(ckpt), "--prompt", "to",
+         "--max-new-tokens", "100000000", "--seed", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got = proc.stdout.read(40)  # the prompt plus tokens: generation is under way
+        assert len(got) == 40
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "interrupted after" in err
+    assert (got + rest).startswith("to") and len(got + rest) > 40
