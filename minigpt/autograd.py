@@ -122,6 +122,26 @@ class Tensor:
         grad defaults to 1 for a scalar; a non-scalar needs an explicit upstream gradient of
         its own shape. Non-leaf gradients are not kept.
         """
+        grads = GradientSums(reuse_arrays=not retain_graph)  # dL/dt of each tensor t, summed
+        grads.add(id(self), self._upstream_grad(grad), borrowed=True)  # dL/dself = grad
+        for t in self._topological_order():  # every tensor after all the tensors it feeds
+            g = grads.take(id(t))
+            if g is None:  # t does not lead to self
+                continue
+            if t.creator is None:  # a leaf (a parameter): accumulate into .grad
+                t.grad = grads.keep(g) if t.grad is None else t.grad + g
+                continue
+            fn = t.creator
+            for inp, ig in zip(fn.inputs, fn._run_backward(g, retain_graph)):  # chain rule
+                if ig is None or not isinstance(inp, Tensor) or not inp.requires_grad:
+                    continue
+                if ig.shape != inp.shape:
+                    raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
+                                       f"shape {ig.shape} for an input of shape {inp.shape}")
+                grads.add(id(inp), ig, borrowed=any(ig is x.data for x in (t, *fn.inputs)))
+
+    def _upstream_grad(self, grad):
+        """backward()'s grad as an array of self's shape and dtype (1 for a scalar)."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad "
                                "(no input of the computation had requires_grad=True)")
@@ -130,57 +150,11 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward() without a gradient needs a scalar, got shape "
                                    f"{self.shape}; pass grad= of that shape")
-            grad = xp.ones_like(self.data)
-        else:
-            grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward() grad has shape {grad.shape}, tensor has {self.shape}")
-
-        order = self._topological_order()
-        grads = {id(self): grad}
-        # Which gradient arrays this pass may reuse in place instead of copying. An array a
-        # backward() returned is *owned* when it is a fresh array (not a view) that was handed
-        # to one place only; then a leaf can keep it as its .grad and a sum of contributions
-        # can be accumulated into it in place. Anything else (the caller's grad, a view such as
-        # reshape's, an array handed to two inputs as x + y does, a tensor's own data, or
-        # anything under retain_graph, where a Function may hand out the same array again)
-        # is copied or summed into a new array.
-        # For GPT-1 this saves a copy of every parameter's gradient (466 MB) per step.
-        handed, shared = set(), {id(grad)}
-
-        def owned(a) -> bool:
-            return not retain_graph and a.base is None and id(a) not in shared
-
-        for t in order:  # outputs before inputs
-            g = grads.pop(id(t), None)
-            if g is None:
-                continue
-            fn = t.creator
-            if fn is None:  # a leaf: accumulate
-                if t.grad is None:  # its own array, so that in-place updates of one .grad
-                    t.grad = g if owned(g) else g.copy()  # (clipping) never change another's
-                else:
-                    t.grad = t.grad + g
-                shared.add(id(g))
-                continue
-            input_grads = fn._run_backward(g, retain_graph)
-            for inp, ig in zip(fn.inputs, input_grads):
-                if ig is None or not isinstance(inp, Tensor) or not inp.requires_grad:
-                    continue
-                if ig.shape != inp.shape:
-                    raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
-                                       f"shape {ig.shape} for an input of shape {inp.shape}")
-                if id(ig) in handed or ig is t.data or any(ig is i.data for i in fn.inputs):
-                    shared.add(id(ig))  # a second place, or a tensor's own data
-                handed.add(id(ig))
-                key = id(inp)
-                if key not in grads:
-                    grads[key] = ig
-                elif owned(grads[key]) and grads[key].dtype == ig.dtype:
-                    grads[key] += ig  # sum of several uses (the tied embedding, q k v)
-                else:
-                    grads[key] = grads[key] + ig
-                    handed.add(id(grads[key]))
+            return xp.ones_like(self.data)
+        grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"backward() grad has shape {grad.shape}, tensor has {self.shape}")
+        return grad
 
     def _topological_order(self) -> list["Tensor"]:
         """Tensors reachable from self, each after every tensor that depends on it."""
@@ -232,6 +206,56 @@ class Tensor:
         return Transpose.apply(self, axes=axes or None)
 
     permute = transpose
+
+
+class GradientSums:
+    """The gradients of one backward pass, one per tensor, summed over the tensor's uses.
+
+    `add(key, grad)` adds a contribution, `take(key)` hands the total out (once), `keep(grad)`
+    makes it a leaf's `.grad`. The one job beyond a dict of sums is to avoid copies: for GPT-1
+    this saves a copy of every parameter's gradient (466 MB) per step.
+
+    An array is *owned* when it is a fresh array (not a view) that was handed to one place
+    only: then a leaf can keep it as its .grad and further contributions can be added into it
+    in place. Anything else (the caller's grad, a view such as reshape's, an array handed to two
+    inputs as x + y does, a tensor's own data, or anything under retain_graph, where a Function
+    may hand out the same array again) is copied or summed into a new array.
+    """
+
+    def __init__(self, reuse_arrays: bool = True):
+        self.reuse_arrays = reuse_arrays  # False under retain_graph: never write in place
+        self.sums = {}
+        self.handed = set()  # ids of every array added so far
+        self.shared = set()  # ids of arrays that must not be written or kept
+
+    def owned(self, a) -> bool:
+        return self.reuse_arrays and a.base is None and id(a) not in self.shared
+
+    def add(self, key, grad, borrowed: bool = False) -> None:
+        """Add grad to the sum for key. borrowed: grad belongs to someone else (the caller's
+        gradient, a tensor's own data)."""
+        if borrowed or id(grad) in self.handed:
+            self.shared.add(id(grad))  # a second place, or not ours
+        self.handed.add(id(grad))
+        total = self.sums.get(key)
+        if total is None:
+            self.sums[key] = grad
+        elif self.owned(total) and total.dtype == grad.dtype:
+            self.sums[key] += grad  # in place: the sum of several uses (tied embedding, q k v)
+        else:
+            self.sums[key] = total + grad
+            self.handed.add(id(self.sums[key]))
+
+    def take(self, key):
+        """The summed gradient for key (None if nothing was added), removed from the sums."""
+        return self.sums.pop(key, None)
+
+    def keep(self, grad):
+        """grad as a leaf's new .grad: an array of its own, so that in-place updates of one
+        .grad (clipping) never change another's."""
+        kept = grad if self.owned(grad) else grad.copy()
+        self.shared.add(id(grad))
+        return kept
 
 
 class Function:

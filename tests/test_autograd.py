@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigpt
 from minigpt import Function, Tensor, gradcheck, no_grad
+from minigpt.autograd import GradientSums
 from conftest import tensor32, tensor64
 
 seeds = st.integers(0, 2**32 - 1)
@@ -352,3 +353,67 @@ def test_float32_stays_float32_through_elementary_ops():
         assert y.dtype == np.float32, name
         y.backward(np.ones(y.shape, dtype=np.float32))
         assert x.grad.dtype == np.float32, name
+
+
+# ---- gradient buffer ownership (autograd.GradientSums) ------------------------------------------
+
+class _Fresh(minigpt.Function):
+    """y = x; backward returns a fresh array it remembers (to see where that array ends up)."""
+    handed = []
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        fresh = g * 1.0
+        _Fresh.handed.append(fresh)
+        return (fresh,)
+
+
+def test_a_fresh_gradient_becomes_the_leaf_grad_without_a_copy():
+    """The saving: a leaf keeps the array its Function returned (no copy of every parameter's
+    gradient per step), but not under retain_graph (the Function may hand it out again)."""
+    x = Tensor(np.ones(3), requires_grad=True)
+    _Fresh.handed.clear()
+    _Fresh.apply(x).backward(np.arange(3.0))
+    assert x.grad is _Fresh.handed[-1]
+    y = Tensor(np.ones(3), requires_grad=True)
+    _Fresh.apply(y).backward(np.arange(3.0), retain_graph=True)
+    assert y.grad is not _Fresh.handed[-1]
+    np.testing.assert_array_equal(y.grad, np.arange(3.0))
+
+
+def test_gradient_sums_add_in_place_only_into_owned_arrays():
+    sums = GradientSums()
+    first, second = np.ones(2), np.full(2, 2.0)
+    sums.add("w", first)
+    sums.add("w", second)  # first is owned: summed into it
+    total = sums.take("w")
+    assert total is first and sums.take("w") is None
+    np.testing.assert_array_equal(total, [3.0, 3.0])
+    caller = np.ones(2)
+    sums.add("x", caller, borrowed=True)
+    sums.add("x", np.ones(2))
+    assert sums.take("x") is not caller
+    np.testing.assert_array_equal(caller, [1.0, 1.0])  # the caller's array untouched
+    view = np.ones((2, 2))[0]
+    sums.add("v", view)
+    sums.add("v", np.ones(2))
+    np.testing.assert_array_equal(view, [1.0, 1.0])  # a view is never written
+    twice = np.ones(2)
+    sums.add("a", twice)
+    sums.add("b", twice)  # handed to two places: neither may write it, nor keep it
+    assert sums.keep(sums.take("a")) is not twice
+    kept = GradientSums(reuse_arrays=False)
+    fresh = np.ones(2)
+    kept.add("k", fresh)
+    assert kept.keep(kept.take("k")) is not fresh
+
+
+def test_backward_reads_as_a_topological_sort_and_a_loop():
+    """The traversal stays short: the bookkeeping lives in GradientSums, not in backward()."""
+    import inspect
+    source = inspect.getsource(Tensor.backward)
+    body = [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert len(body) <= 30, len(body)
+    assert "_topological_order()" in source and "GradientSums" in source
