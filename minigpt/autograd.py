@@ -345,6 +345,7 @@ def _as_tensor(x, siblings) -> Tensor:
 
 def unbroadcast(grad, shape):
     """Sum `grad` down to `shape`: the backward of NumPy broadcasting."""
+    ### BEGIN SOLUTION
     if grad.shape == shape:
         return grad
     extra = grad.ndim - len(shape)
@@ -352,6 +353,7 @@ def unbroadcast(grad, shape):
         i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
     g = grad.sum(axis=axes, keepdims=True) if axes else grad
     return g.reshape(shape)
+    ### END SOLUTION
 
 
 def _broadcast_shapes(op, a, b):
@@ -396,8 +398,10 @@ class Mul(Function):
         return a * b
 
     def backward(self, g):
+        ### BEGIN SOLUTION
         a, b = self.saved
         return unbroadcast(g * b, a.shape), unbroadcast(g * a, b.shape)
+        ### END SOLUTION
 
 
 class Div(Function):
@@ -409,9 +413,11 @@ class Div(Function):
         return a / b
 
     def backward(self, g):
+        ### BEGIN SOLUTION
         a, b = self.saved
         ga = g / b
         return unbroadcast(ga, a.shape), unbroadcast(-ga * a / b, b.shape)
+        ### END SOLUTION
 
 
 class Neg(Function):
@@ -443,11 +449,13 @@ class MatMul(Function):
         return a @ b
 
     def backward(self, g):
+        ### BEGIN SOLUTION
         a, b = self.saved
         ga = g @ b.swapaxes(-1, -2) if self.needs_input_grad[0] else None  # (..., n, k)
         gb = a.swapaxes(-1, -2) @ g if self.needs_input_grad[1] else None  # (..., k, m)
         return (None if ga is None else unbroadcast(ga, a.shape),
                 None if gb is None else unbroadcast(gb, b.shape))
+        ### END SOLUTION
 
 
 class Sum(Function):
@@ -458,10 +466,12 @@ class Sum(Function):
         return x.sum(axis=axis, keepdims=keepdims)
 
     def backward(self, g):
+        ### BEGIN SOLUTION
         xp = get_array_module(g)
         if self.axis is not None and not self.keepdims:
             g = xp.expand_dims(g, _normalize_axes(self.axis, len(self.in_shape)))
         return (xp.broadcast_to(g, self.in_shape).copy(),)
+        ### END SOLUTION
 
 
 class Mean(Function):
@@ -472,12 +482,14 @@ class Mean(Function):
         return x.mean(axis=axis, keepdims=keepdims)
 
     def backward(self, g):
+        ### BEGIN SOLUTION
         xp = get_array_module(g)
         axes = _normalize_axes(self.axis, len(self.in_shape))
         n = int(np.prod([self.in_shape[a] for a in axes])) if axes else 1
         if self.axis is not None and not self.keepdims:
             g = xp.expand_dims(g, axes)
         return (xp.broadcast_to(g / g.dtype.type(n), self.in_shape).copy(),)
+        ### END SOLUTION
 
 
 def _normalize_axes(axis, ndim):

@@ -65,6 +65,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         t = inputs[i]
         analytic = to_numpy(t.grad) if t.grad is not None else np.zeros(t.shape)
         numeric = np.zeros(t.shape)
+        ### BEGIN SOLUTION
         # perturb t.data in place, one element at a time, by its multi-index (not through
         # reshape(-1), which is a copy, not a view, when the array is not contiguous)
         for idx in np.ndindex(*t.shape):
@@ -75,6 +76,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
             minus = objective()
             t.data[idx] = orig
             numeric[idx] = (plus - minus) / (2 * eps)
+        ### END SOLUTION
         err = np.abs(analytic - numeric)
         bound = atol + rtol * np.abs(numeric)
         bad = ~(err <= bound)  # NaN or inf in either gradient is a failure too

@@ -464,6 +464,7 @@ class BPETokenizer(_Tokenizer):
     def _bpe(self, word: str) -> list[str]:
         """Symbols of one word after the merges: always the lowest-ranked adjacent pair first,
         leftmost on ties, one merge at a time (`tokenizers`' order)."""
+        ### BEGIN SOLUTION
         symbols = list(word[:-1]) + [word[-1] + END_OF_WORD]
         ranks = self._ranks
         while len(symbols) > 1:
@@ -476,6 +477,7 @@ class BPETokenizer(_Tokenizer):
                 break
             symbols[best_i:best_i + 2] = [symbols[best_i] + symbols[best_i + 1]]
         return symbols
+        ### END SOLUTION
 
     def _encode_word(self, word: str) -> tuple[int, ...]:
         ids = self._cache.get(word)
@@ -691,6 +693,7 @@ def _merge_symbols(symbols: list[str], a: str, b: str, new: str) -> list[str]:
 def _learn_merges(word_counts: Counter, vocab: dict[str, int], vocab_size: int | None,
                   budget: int | None, min_frequency: int) -> list[tuple[str, str]]:
     """Grow `vocab` in place; returns the merges in the order learned (their ranks)."""
+    ### BEGIN SOLUTION
     words = [list(w[:-1]) + [w[-1] + END_OF_WORD] for w in word_counts]
     freqs = list(word_counts.values())
     counts: Counter = Counter()
@@ -743,6 +746,7 @@ def _learn_merges(word_counts: Counter, vocab: dict[str, int], vocab_size: int |
             else:
                 del counts[pair]
     return merges
+    ### END SOLUTION
 
 
 # ---------- dispatch
