@@ -16,16 +16,19 @@ import math
 
 from . import dispatch
 from .backend import get_array_module, to_device, device_of
+from .cuda import adam as cuda_adam  # the one-launch update on the GPU (kernels/09_adam.cu)
 
 
 def warmup_cosine(warmup: int, total: int):
     """Linear warm-up over `warmup` updates, then cosine to 0 at `total` (GPT-1 pretraining)."""
 
     def schedule(t: int) -> float:
+        ### BEGIN SOLUTION
         if t < warmup:
             return t / max(1, warmup)
         progress = min(1.0, (t - warmup) / max(1, total - warmup))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
+        ### END SOLUTION
 
     return schedule
 
@@ -34,8 +37,10 @@ def warmup_linear(total: int, warmup: float = 0.002):
     """GPT-1 fine-tuning: x = t/total; factor = (x/warmup if x < warmup else 1) * (1 - x)."""
 
     def schedule(t: int) -> float:
+        ### BEGIN SOLUTION
         x = t / max(1, total)
         return (x / warmup if x < warmup else 1.0) * max(0.0, 1.0 - x)
+        ### END SOLUTION
 
     return schedule
 
@@ -59,6 +64,7 @@ def _clip_scale(total: float, max_norm: float | None) -> float | None:
 
 def clip_grad_norm(params, max_norm: float) -> float:
     """Scale all gradients so their global L2 norm is at most max_norm; return the norm before."""
+    ### BEGIN SOLUTION
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
@@ -68,6 +74,7 @@ def clip_grad_norm(params, max_norm: float) -> float:
         for g in grads:
             g *= g.dtype.type(scale)
     return total
+    ### END SOLUTION
 
 
 def adam_update(p, g, m, v, lr_t: float, betas, eps: float, weight_decay: float,
@@ -139,14 +146,17 @@ class Adam:
         b1, b2 = self.betas
         lr = self.lr * self.schedule(self.t)
         self.last_lr = lr
+        ### BEGIN SOLUTION
         lr_t = lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            wd = self.weight_decay if p.ndim >= 2 else 0.0  # matrices and embeddings only
-            update = dispatch.choose("adam", p.data, p.grad, m, v)
-            update(p.data, p.grad, m, v, lr_t=lr_t, betas=self.betas, eps=self.eps,
-                   weight_decay=wd, clip=clip)
+        ### END SOLUTION
+        jobs = [(p.data, p.grad, m, v, self.weight_decay if p.ndim >= 2 else 0.0)  # wd: matrices
+                for p, m, v in zip(self.params, self.m, self.v) if p.grad is not None]  # and embeddings
+        if cuda_adam.update_all(jobs, lr_t, self.betas, self.eps, clip):  # all CuPy float32: one launch
+            return
+        for p, g, m, v, wd in jobs:
+            update = dispatch.choose("adam", p, g, m, v)
+            update(p, g, m, v, lr_t=lr_t, betas=self.betas, eps=self.eps, weight_decay=wd,
+                   clip=clip)
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
