@@ -118,30 +118,38 @@ class TaskEncoder:
     # -- the transformations on token ids ------------------------------------------------
     def single(self, text_ids, trunc: Truncation):
         """classify: [start] text [extract]."""
+        ### BEGIN SOLUTION
         x = trunc.cut(text_ids, self.n_ctx - 2, "text")
         return [self.start] + x + [self.extract]
+        ### END SOLUTION
 
     def pair(self, a_ids, b_ids, trunc: Truncation, names=("premise", "hypothesis")):
         """entail: [start] a [delim] b [extract]; each segment at most n_ctx // 2 - 2 tokens."""
+        ### BEGIN SOLUTION
         m = self.n_ctx // 2 - 2
         a = trunc.cut(a_ids, m, names[0])
         b = trunc.cut(b_ids, m, names[1])
         return [self.start] + a + [self.delim] + b + [self.extract]
+        ### END SOLUTION
 
     def both_orders(self, a_ids, b_ids, trunc: Truncation):
         """similar: [start] a [delim] b [extract] and [start] b [delim] a [extract]."""
+        ### BEGIN SOLUTION
         m = self.n_ctx // 2 - 2
         a = trunc.cut(a_ids, m, "text")
         b = trunc.cut(b_ids, m, "text2")
         return [[self.start] + a + [self.delim] + b + [self.extract],
                 [self.start] + b + [self.delim] + a + [self.extract]]
+        ### END SOLUTION
 
     def choices(self, ctx_ids, answers_ids, trunc: Truncation):
         """choice: [start] context [delim] answer_k [extract] for every k."""
+        ### BEGIN SOLUTION
         m = self.n_ctx // 2 - 2
         c = trunc.cut(ctx_ids, m, "context")
         return [[self.start] + c + [self.delim] + trunc.cut(a, m, "answer") + [self.extract]
                 for a in answers_ids]
+        ### END SOLUTION
 
     def words(self, words, trunc: Truncation):
         """tag: [start] w_1 ... w_n [delim] w_1 ... w_n; returns (ids, the position of each kept
@@ -154,6 +162,7 @@ class TaskEncoder:
         the model). Each word is encoded on its own (BPE works word by word anyway); a
         character tokenizer gets a space token between words (never a labelled position).
         Words that do not fit twice in n_ctx - 2 tokens are dropped (counted as truncation)."""
+        ### BEGIN SOLUTION
         pieces, n = [], 0
         for i, w in enumerate(words):
             piece = self.tokenizer.encode(w) or [self.tokenizer.unk_id]
@@ -171,6 +180,7 @@ class TaskEncoder:
             first.append(len(ids))
             ids.extend(piece)
         return ids, first
+        ### END SOLUTION
 
     # -- examples -> Encoded ---------------------------------------------------------------
     def label_id(self, ex: Example):
