@@ -8,10 +8,11 @@
     minigpt trace --ckpt runs/tiny --prompt "ROMEO:"     # the same on a checkpoint
 
 What is recorded:
-- forward, one row per op (each `Function.apply`) in the order they ran: the op, the model
-  module that ran it (found from the call stack, e.g. `h.0.attn`), where each input came from
-  (`#3` = op 3's output, a parameter's name, or `input`), input and output shapes, dtype, and
-  the output's mean, standard deviation and max |x|;
+- forward, one row per op (each `Function.apply`) in the order they ran: the op (named by its
+  reference Function) and the implementation minigpt.dispatch ran, the model module that ran
+  it (found from the call stack, e.g. `h.0.attn`), where each input came from (`#3` = op 3's
+  output, a parameter's name, or `input`), input and output shapes, dtype, and the output's
+  mean, standard deviation and max |x|;
 - backward, in the order autograd visited the ops: the norm of the gradient that reached each
   op's output (dL/dy, summed over every use of y) and of each input gradient it returned;
 - parameters: each parameter's norm and gradient norm. The gradient is summed from the ops'
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import autograd
+from . import autograd, dispatch
 from .autograd import Tensor
 from .backend import get_array_module
 
@@ -42,7 +43,9 @@ class OpRecord:
     """One op of the traced pass (a row of the forward table)."""
 
     index: int
-    op: str                          # the Function class, e.g. "LayerNorm"
+    op: str                          # the op, named by its reference Function, e.g. "LayerNorm"
+    impl: str                        # "reference", "fast" or "cuda" (minigpt.dispatch's choice);
+                                     # "" for autograd's elementary ops (Add, Reshape, ...)
     module: str                      # dotted name of the model module that ran it ("" = the top)
     inputs: list[str]                # where each input came from: "#k", a parameter name, "input"
     input_shapes: list[tuple]
@@ -91,6 +94,12 @@ class _Recorder:
                 self.modules[id(m)] = name.rstrip(".")
             for name, p in model.named_parameters():
                 self.param_names[id(p)] = name
+        # Function class -> (the op's reference class name, implementation)
+        self.kinds = {}
+        for impls in dispatch.registered().values():
+            ref = impls.get("reference")
+            for impl, cls in impls.items():
+                self.kinds[cls] = ((ref or cls).__name__, impl)
         self.ops: list[OpRecord] = []
         self.index_of_fn = {}  # id(Function) -> op index
         self.index_of_output = {}  # id(output Tensor) -> op index
@@ -122,8 +131,9 @@ class _Recorder:
     def forward(self, fn, inputs, output) -> None:
         i = len(self.ops)
         mean, std, absmax = _stats(output.data)
+        op, impl = self.kinds.get(type(fn), (type(fn).__name__, ""))
         self.ops.append(OpRecord(
-            index=i, op=type(fn).__name__, module=self._module_name(),
+            index=i, op=op, impl=impl, module=self._module_name(),
             inputs=[self._origin(t) for t in inputs], input_shapes=[tuple(t.shape) for t in inputs],
             shape=tuple(output.shape), dtype=str(output.dtype), mean=mean, std=std, absmax=absmax,
             input_grad_norms=[None] * len(inputs)))
@@ -175,9 +185,9 @@ class Trace:
     def rows(self, part: str = "forward") -> tuple[list[str], list[list[str]]]:
         """(header, rows) of one table: part is "forward", "backward" or "params"."""
         if part == "forward":
-            header = ["#", "op", "module", "inputs", "input shapes", "output", "dtype",
+            header = ["#", "op", "impl", "module", "inputs", "input shapes", "output", "dtype",
                       "mean", "std", "max|y|", "|dL/dy|"]
-            rows = [[str(r.index), r.op, r.module or "-", ", ".join(r.inputs),
+            rows = [[str(r.index), r.op, r.impl or "-", r.module or "-", ", ".join(r.inputs),
                      " ".join(_shape(s) for s in r.input_shapes), _shape(r.shape), r.dtype,
                      _num(r.mean), _num(r.std), _num(r.absmax), _num(r.grad_norm)]
                     for r in self.ops]

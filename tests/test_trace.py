@@ -25,9 +25,14 @@ def batch(vocab=13, B=2, T=7, seed=0):
     return rng.integers(0, vocab, (B, T)), rng.integers(0, vocab, (B, T))
 
 
-def test_op_order_of_a_gpt():
+@pytest.mark.parametrize("mode", ["reference", "auto"])
+def test_op_order_of_a_gpt(mode):
     model = tiny_model(n_layer=2)
-    tr = minigpt.trace(model, *batch())
+    with minigpt.use(mode):
+        tr = minigpt.trace(model, *batch())
+    impls = {r.impl for r in tr.ops if r.op in MAIN_OPS}
+    assert impls == {"reference"} if mode == "reference" else impls <= {"reference", "fast"}
+    assert {r.impl for r in tr.ops if r.op not in MAIN_OPS} == {""}  # autograd's own ops
     got = [(r.op, r.module) for r in tr.ops if r.op in MAIN_OPS]
     expected = [("Embedding", "tokens_embed"), ("Embedding", "positions_embed")]
     for i in range(2):
@@ -164,10 +169,7 @@ def test_tables():
 
 
 def test_cli_on_a_checkpoint(tmp_path, capsys):
-    try:
-        from minigpt.training import save_checkpoint
-    except ImportError:  # before the training package lands
-        from minigpt.training import save_checkpoint
+    from minigpt.training import save_checkpoint
     text = "to be or not to be"
     tok = CharTokenizer.train(text)
     model = tiny_model(n_layer=1, dtype="float32", vocab=tok.vocab_size)
