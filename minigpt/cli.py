@@ -271,6 +271,14 @@ def _trace_commands(sub) -> None:
 _EXTRA_COMMANDS.append(_trace_commands)
 
 
+def _assignments_commands(sub) -> None:
+    from .assignments.cli import add_commands  # assignments list | release | grade
+    add_commands(sub)
+
+
+_EXTRA_COMMANDS.append(_assignments_commands)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
