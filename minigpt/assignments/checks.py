@@ -385,6 +385,10 @@ def _attention_cases(c):
 def _attention(task, which):
     c = _new(task)
     for label, q, k, v, causal, pad in _attention_cases(c):
+        if which in ("q", "v") and q.shape != k.shape:
+            # Tq < Tk is graded in forward and dk: a backward that crashes on it (one wrong
+            # transpose) should not also cost the dq and dv whose formulas are right
+            continue
         kw = {"causal": causal, "padding_mask": None if pad is None else c.array(pad),
               "dropout_p": 0.0}
         compare = ("out",) if which is None else (which,)
@@ -563,7 +567,11 @@ def transform(task):
 
 # ================================================================== capstone
 
-CAPSTONE_DEFAULTS = {"preset": "demo", "steps": 1000, "data": "shakespeare", "threshold": 2.0}
+# `minigpt demo`'s run (cli.py), evaluated on more batches; the grade needs val < threshold
+CAPSTONE_DEFAULTS = {"data": "shakespeare", "preset": "demo", "steps": 1000, "batch_size": 32,
+                     "lr": 2e-3, "warmup": 50, "weight_decay": 0.01, "eval_interval": 250,
+                     "eval_batches": 32, "ckpt_interval": 1000, "seed": 1337, "out": "run",
+                     "threshold": 2.0}
 
 
 def capstone(settings=None):

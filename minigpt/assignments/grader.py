@@ -214,10 +214,12 @@ def _dedupe(failures):
     for f in failures:
         if "raised NotImplementedError" in f:
             msg = f.split("raised ", 1)[1].splitlines()[0]
-            if msg in seen:
+            msg = msg.split(": ", 1)[1] if ": " in msg else msg  # "<task id>: <todo>"
+            task = msg.split(":", 1)[0]
+            if task in seen:
                 continue
-            seen.add(msg)
-            out.append(f"not implemented yet: {msg.split(': ', 1)[1] if ': ' in msg else msg}")
+            seen.add(task)
+            out.append(f"not implemented yet: {msg}")
         else:
             out.append(f)
     return out

@@ -264,7 +264,7 @@ def capstone(call, arrays, out):
     from minigpt import training
     minigpt.use("reference")
     cfg = training.TrainConfig(**call["config"])
-    summary = training.pretrain(cfg, force=True, progress=False)
+    summary = training.pretrain(cfg, force=True, progress=False, log=lambda *a, **k: None)
     return {"value": {"val_loss": summary.get("val_loss"), "status": summary.get("status"),
                       "step": summary.get("step"),
                       "impls": dict(minigpt.implementations())}}, {}
