@@ -16,6 +16,11 @@
 //   * one pass over K and V; the T x T matrices exist only a tile at a time.
 // Output: O = (sum_j e_ij v_j) / l_i and lse_i = ln(l_i) + m_i (natural-log units of the
 // scaled scores; +inf when the row sees no key, whose O row is 0).
+// Attention dropout (GPT-1's attn_pdrop): O = (P * D) V with D_ij = 0 or 1/(1-p) from
+// philox.cuh's counter-based hash of (seed, row, key), so the backward recomputes the same
+// mask instead of storing it. Only the P that goes into P V is dropped: the running sum l
+// (and so lse) is over the undropped probabilities, as softmax-then-dropout defines it.
+// drop_threshold = 0 switches dropout off (no hash is computed).
 //
 // Launch shape: grid (BH, ceil(Tq / 64)), block 256, dynamic shared memory
 //   ((64 + 2*BN) * (HS + 4) + 64 * (BN + 4)) * 4 bytes    (Q, K, V, P tiles)
@@ -23,13 +28,15 @@
 // are flash_fwd_hs32 / _hs64 / _hs128 (one instantiation per head size, HS a compile-time
 // constant so every register array is indexed with constants).
 // Memory: q, o (BH, Tq, HS), k, v (BH, Tk, HS), lse (BH, Tq), pad (B, Tk): row-major float32.
+#include "philox.cuh"
 #include "tiles.cuh"
 
 template <int HS, int BN>
 __device__ __forceinline__ void flash_fwd(const float* __restrict__ q, const float* __restrict__ k,
                                           const float* __restrict__ v, const float* __restrict__ pad,
                                           float* __restrict__ o, float* __restrict__ lse, int nh,
-                                          int Tq, int Tk, float scale, int causal, int has_pad) {
+                                          int Tq, int Tk, unsigned seed, unsigned drop_threshold,
+                                          float drop_scale, float scale, int causal, int has_pad) {
   constexpr int LD = HS + 4, LDP = BN + 4, TN = BN / 16, NO = HS / 16;
   MG_DYNAMIC_SMEM(smem);
   float* Qs = smem;              // [64][LD]
@@ -42,6 +49,7 @@ __device__ __forceinline__ void flash_fwd(const float* __restrict__ q, const flo
   const int q0 = (gridDim.y - 1 - blockIdx.y) * MG_ROWS;  // last (heaviest) query tiles first
   const float* pad_row = has_pad ? pad + (long long)(bh / nh) * Tk : nullptr;
   const float c = scale * MG_LOG2E;  // score -> base-2 exponent
+  const int row0 = bh * Tq;          // dropout counter of query row qi: row0 + qi
   q += (long long)bh * Tq * HS;
   k += (long long)bh * Tk * HS;
   v += (long long)bh * Tk * HS;
@@ -96,7 +104,9 @@ __device__ __forceinline__ void flash_fwd(const float* __restrict__ q, const flo
 #pragma unroll
       for (int e = 0; e < NO; ++e) acc[i][e] *= alpha;
 #pragma unroll
-      for (int j = 0; j < TN; ++j) Ps[(ty * 4 + i) * LDP + tx + 16 * j] = s[i][j];
+      for (int j = 0; j < TN; ++j)  // P * D goes into P V; l above summed the undropped P
+        Ps[(ty * 4 + i) * LDP + tx + 16 * j] =
+            s[i][j] * mg_dropout_factor(seed, drop_threshold, drop_scale, row0 + qi, k0 + tx + 16 * j);
     }
     __syncthreads();  // P complete
 
@@ -118,8 +128,10 @@ __device__ __forceinline__ void flash_fwd(const float* __restrict__ q, const flo
   extern "C" __global__ void __launch_bounds__(MG_THREADS, 2) flash_fwd_hs##HS(                       \
       const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,       \
       const float* __restrict__ pad, float* __restrict__ o, float* __restrict__ lse, int nh,      \
-      int Tq, int Tk, float scale, int causal, int has_pad) {                                      \
-    flash_fwd<HS, BN>(q, k, v, pad, o, lse, nh, Tq, Tk, scale, causal, has_pad);                   \
+      int Tq, int Tk, int seed, int drop_threshold, float drop_scale, float scale, int causal,     \
+      int has_pad) {                                                                               \
+    flash_fwd<HS, BN>(q, k, v, pad, o, lse, nh, Tq, Tk, (unsigned)seed, (unsigned)drop_threshold,  \
+                      drop_scale, scale, causal, has_pad);                                         \
   }
 
 // (HS, BN) pairs: minigpt/kernels.py's FLASH_TILES must list the same (a CPU test checks).

@@ -14,6 +14,9 @@
 //                          entirely before the key tile are skipped.
 //   flash_bwd_dq_hsN       a block owns 64 QUERY rows (Q, dO stay) and streams the visible key
 //                          tiles: S = Q K^T, P, dP = dO V^T, dS, then dQ += dS K.
+// Attention dropout (04's D, recomputed from the seed by philox.cuh, never stored):
+//     dv_j = sum_i p_ij D_ij g_i,   dp_ij = D_ij (g_i . v_j),   D_i = g_i . o_i still equals
+//     sum_j p_ij dp_ij because O = (P * D) V; nothing else changes.
 // Why two kernels instead of one with atomicAdd into dQ (what FlashAttention-2 does): every
 // output element is summed by one thread in a fixed order, so the result is bit-for-bit the
 // same on every run (the tests check this), at the price of recomputing S and dP in the dQ
@@ -27,6 +30,7 @@
 //          (Q, dO, K, V, dS)
 //   with BQ = BN = 64 for HS = 32 and 64 and 32 for HS = 128.
 // Memory: q, o, do, dq (BH, Tq, HS); k, v, dk, dv (BH, Tk, HS); lse, D (BH, Tq); pad (B, Tk).
+#include "philox.cuh"
 #include "tiles.cuh"
 
 extern "C" __global__ void __launch_bounds__(MG_THREADS)
@@ -51,7 +55,9 @@ __device__ __forceinline__ void flash_bwd_dkdv(const float* __restrict__ q, cons
                                                const float* __restrict__ Dg,
                                                const float* __restrict__ pad, float* __restrict__ dk,
                                                float* __restrict__ dv, int nh, int Tq, int Tk,
-                                               float scale, int causal, int has_pad) {
+                                               unsigned seed, unsigned drop_threshold,
+                                               float drop_scale, float scale, int causal,
+                                               int has_pad) {
   constexpr int LD = HS + 4, LDP = BQ + 4, TN = BQ / 16, NO = HS / 16;
   MG_DYNAMIC_SMEM(smem);
   float* Ks = smem;                // [64][LD]   keys of this block
@@ -68,6 +74,7 @@ __device__ __forceinline__ void flash_bwd_dkdv(const float* __restrict__ q, cons
   const int k0 = blockIdx.y * MG_ROWS;  // causal: the first key tiles see the most queries
   const float* pad_row = has_pad ? pad + (long long)(bh / nh) * Tk : nullptr;
   const float c = scale * MG_LOG2E;
+  const int row0 = bh * Tq;  // dropout counter of query row qi: row0 + qi
   q += (long long)bh * Tq * HS;
   dout += (long long)bh * Tq * HS;
   lse += (long long)bh * Tq;
@@ -109,8 +116,9 @@ __device__ __forceinline__ void flash_bwd_dkdv(const float* __restrict__ q, cons
         const int col = tx + 16 * j;
         const float p = mg_visible(q0 + col, kj, Tq, Tk, causal, pad_row)
                             ? exp2f(st[i][j] * c - Ls[col]) : 0.0f;
-        Ps[(ty * 4 + i) * LDP + col] = p;
-        Ss[(ty * 4 + i) * LDP + col] = p * (dpt[i][j] - Dsm[col]);
+        const float d = mg_dropout_factor(seed, drop_threshold, drop_scale, row0 + q0 + col, kj);
+        Ps[(ty * 4 + i) * LDP + col] = p * d;
+        Ss[(ty * 4 + i) * LDP + col] = p * (dpt[i][j] * d - Dsm[col]);
       }
     }
     __syncthreads();  // P^T, dS^T complete
@@ -137,8 +145,9 @@ __device__ __forceinline__ void flash_bwd_dq(const float* __restrict__ q, const 
                                              const float* __restrict__ lse,
                                              const float* __restrict__ Dg,
                                              const float* __restrict__ pad, float* __restrict__ dq,
-                                             int nh, int Tq, int Tk, float scale, int causal,
-                                             int has_pad) {
+                                             int nh, int Tq, int Tk, unsigned seed,
+                                             unsigned drop_threshold, float drop_scale,
+                                             float scale, int causal, int has_pad) {
   constexpr int LD = HS + 4, LDP = BN + 4, TN = BN / 16, NO = HS / 16;
   MG_DYNAMIC_SMEM(smem);
   float* Qs = smem;               // [64][LD]  queries of this block
@@ -152,6 +161,7 @@ __device__ __forceinline__ void flash_bwd_dq(const float* __restrict__ q, const 
   const int q0 = (gridDim.y - 1 - blockIdx.y) * MG_ROWS;  // heaviest query tiles first
   const float* pad_row = has_pad ? pad + (long long)(bh / nh) * Tk : nullptr;
   const float c = scale * MG_LOG2E;
+  const int row0 = bh * Tq;  // dropout counter of query row qi: row0 + qi
   q += (long long)bh * Tq * HS;
   dout += (long long)bh * Tq * HS;
   dq += (long long)bh * Tq * HS;
@@ -189,7 +199,8 @@ __device__ __forceinline__ void flash_bwd_dq(const float* __restrict__ q, const 
         const int col = tx + 16 * j;
         const float p = mg_visible(qi, k0 + col, Tq, Tk, causal, pad_row)
                             ? exp2f(s[i][j] * c - l2[i]) : 0.0f;
-        Ss[(ty * 4 + i) * LDP + col] = p * (dp[i][j] - Di[i]);
+        const float d = mg_dropout_factor(seed, drop_threshold, drop_scale, row0 + qi, k0 + col);
+        Ss[(ty * 4 + i) * LDP + col] = p * (dp[i][j] * d - Di[i]);
       }
     }
     __syncthreads();
@@ -213,16 +224,18 @@ __device__ __forceinline__ void flash_bwd_dq(const float* __restrict__ q, const 
       const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,       \
       const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ D,  \
       const float* __restrict__ pad, float* __restrict__ dk, float* __restrict__ dv, int nh,      \
-      int Tq, int Tk, float scale, int causal, int has_pad) {                                      \
-    flash_bwd_dkdv<HS, BN>(q, k, v, dout, lse, D, pad, dk, dv, nh, Tq, Tk, scale, causal,          \
-                           has_pad);                                                               \
+      int Tq, int Tk, int seed, int drop_threshold, float drop_scale, float scale, int causal,     \
+      int has_pad) {                                                                               \
+    flash_bwd_dkdv<HS, BN>(q, k, v, dout, lse, D, pad, dk, dv, nh, Tq, Tk, (unsigned)seed,         \
+                           (unsigned)drop_threshold, drop_scale, scale, causal, has_pad);          \
   }                                                                                                \
   extern "C" __global__ void __launch_bounds__(MG_THREADS) flash_bwd_dq_hs##HS(                    \
       const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,       \
       const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ D,  \
-      const float* __restrict__ pad, float* __restrict__ dq, int nh, int Tq, int Tk, float scale,  \
-      int causal, int has_pad) {                                                                   \
-    flash_bwd_dq<HS, BN>(q, k, v, dout, lse, D, pad, dq, nh, Tq, Tk, scale, causal, has_pad);      \
+      const float* __restrict__ pad, float* __restrict__ dq, int nh, int Tq, int Tk, int seed,     \
+      int drop_threshold, float drop_scale, float scale, int causal, int has_pad) {                \
+    flash_bwd_dq<HS, BN>(q, k, v, dout, lse, D, pad, dq, nh, Tq, Tk, (unsigned)seed,               \
+                         (unsigned)drop_threshold, drop_scale, scale, causal, has_pad);            \
   }
 
 // (HS, BN) pairs: minigpt/kernels.py's FLASH_TILES must list the same (a CPU test checks).

@@ -145,3 +145,41 @@ __device__ __forceinline__ void tile_pv(float (&acc)[4][HS / 16], const float* _
     }
   }
 }
+
+// acc[i][:] = sum_c St[c][ty*R + i] * V[c][cols of tx]     (i < R, c < 64)
+// St: [64][ldp] in shared memory holding a TRANSPOSED left factor (key rows, query columns:
+// 05's dS^T tile), V: [64][HS + 4]. The product dS K of 10's dQ pass, read straight from the
+// dS^T tile the dK product already used, so no transposed copy is needed. R = 4 (64 query
+// columns) or 2 (32): thread ty owns query rows ty*R .. ty*R + R-1, and per key c reads one
+// R-float vector of St (the same address across the half-warp: a broadcast) and one row of V
+// (a contiguous run, as in tile_pv).
+template <int HS, int R>
+__device__ __forceinline__ void tile_ptv(float (&acc)[R][HS / 16], const float* __restrict__ St,
+                                         int ldp, const float* __restrict__ V, int ty, int tx) {
+  static_assert(R == 4 || R == 2, "tile_ptv: 2 or 4 rows per thread");
+  constexpr int LD = HS + 4, NO = HS / 16;
+#pragma unroll
+  for (int i = 0; i < R; ++i)
+#pragma unroll
+    for (int e = 0; e < NO; ++e) acc[i][e] = 0.0f;
+#pragma unroll 1
+  for (int c = 0; c < MG_ROWS; c += 4) {
+#pragma unroll
+    for (int cc = 0; cc < 4; ++cc) {
+      float p[R];
+      if constexpr (R == 4) {
+        const float4 t = *reinterpret_cast<const float4*>(St + (c + cc) * ldp + ty * 4);
+        p[0] = t.x; p[1] = t.y; p[2] = t.z; p[3] = t.w;
+      } else {
+        const float2 t = *reinterpret_cast<const float2*>(St + (c + cc) * ldp + ty * 2);
+        p[0] = t.x; p[1] = t.y;
+      }
+      float v[NO];
+      load_cols<HS>(v, V + (c + cc) * LD, tx);
+#pragma unroll
+      for (int i = 0; i < R; ++i)
+#pragma unroll
+        for (int e = 0; e < NO; ++e) acc[i][e] = fmaf(p[i], v[e], acc[i][e]);
+    }
+  }
+}

@@ -12,12 +12,19 @@ memory layout):
     03_attention_naive.cu      attention forward + backward, one thread per row
     04_attention_flash_fwd.cu  tiled forward with the online softmax, saves O and the row lse
     05_attention_flash_bwd.cu  tiled backward from the lse, dQ and dK/dV in separate kernels
+    10_attention_flash_bwd_onepass.cu  the backward in one pass: dQ as per-key-tile partials
+                               from the dK/dV kernel, summed in a fixed order by a second kernel
+Attention dropout lives in 04, 05 and 10: a counter-based hash (kernels/philox.cuh) of the
+seed and the element's position decides each kept probability, so the mask is the same in the
+forward and the backward without being stored; `dropout_keep` below is its NumPy twin.
 
 The Functions compute exactly what the reference Attention and Softmax compute (same masks,
 same conventions), in one kernel launch per pass instead of a chain of array operations:
 
     FusedAttention   forward  04_attention_flash_fwd.cu: O and the row log-sum-exp only
-                     backward 05_attention_flash_bwd.cu: recomputes P from the lse
+                     backward 10_attention_flash_bwd_onepass.cu (variant "flash_onepass", the
+                     default; 05 when its dQ partials would exceed ONEPASS_MAX_PARTIAL_BYTES)
+                     or 05_attention_flash_bwd.cu (variant "flash"): recompute P from the lse
                      (variant="naive": 03_attention_naive.cu for both, the slow reference)
     FusedSoftmax     02_softmax_warp.cu (variant="naive": 01_softmax_naive.cu), with an
                      optional scale and causal mask for (..., Tq, Tk) attention scores
@@ -31,18 +38,27 @@ import math
 
 import numpy as np
 
+from .. import dispatch
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, is_cupy_array
+from ..random import get_rng
 from .loader import (KERNEL_FILES, as_kernel_array, cdiv, empty_output, f32, fused_enabled, i32,
                      launch)
 
-__all__ = ["SOFTMAX_VARIANTS", "ATTENTION_VARIANTS", "FLASH_TILES", "softmax_launch",
-           "softmax_forward", "softmax_backward", "flash_smem_bytes", "flash_launch",
-           "attention_forward", "attention_backward", "can_fuse_attention", "can_fuse_softmax",
+__all__ = ["SOFTMAX_VARIANTS", "ATTENTION_VARIANTS", "DEFAULT_ATTENTION_VARIANT", "FLASH_TILES",
+           "ONEPASS_MAX_PARTIAL_BYTES", "softmax_launch", "softmax_forward", "softmax_backward",
+           "flash_smem_bytes", "flash_launch", "attention_forward", "attention_backward",
+           "can_fuse_attention", "can_fuse_softmax", "supports_attention", "dropout_threshold",
+           "dropout_keep", "dropout_mask", "draw_dropout_seed", "philox2x32",
            "FusedAttention", "FusedSoftmax", "attention", "softmax"]
 
 SOFTMAX_VARIANTS = ("naive", "warp")
-ATTENTION_VARIANTS = ("naive", "flash")
+# "naive": 03 forward and backward (no dropout); "flash": 04 + 05; "flash_onepass": 04 + 10
+ATTENTION_VARIANTS = ("naive", "flash", "flash_onepass")
+DEFAULT_ATTENTION_VARIANT = "flash_onepass"
+# 10's dQ partials are a (B*nh, ceil(Tk/64), Tq, hs) float32 buffer; above this many bytes the
+# backward uses 05 instead (same results up to rounding, no extra memory).
+ONEPASS_MAX_PARTIAL_BYTES = 1 << 30
 
 # Flash kernels: head size -> BN, the rows of the streamed tile (keys in the forward and the dQ
 # kernel, queries in the dK/dV kernel). Must match the MG_FLASH_FWD/MG_FLASH_BWD lines of
@@ -65,6 +81,76 @@ def can_fuse_attention(q, k, v) -> bool:
     return (fused_enabled() and all(is_cupy_array(a) for a in (q, k, v))
             and all(a.dtype == np.float32 for a in (q, k, v))
             and q.ndim == 4 and q.shape[-1] in FLASH_TILES and q.size > 0 and k.size > 0)
+
+
+def supports_attention(q, k, v, causal=True, padding_mask=None, dropout_p=0.0, rng=None,
+                       **_) -> bool:
+    """The dispatch predicate of the "cuda" attention: the flash kernels take these arrays
+    (attention dropout included: it is computed inside the kernels)."""
+    return 0.0 <= dropout_p < 1.0 and can_fuse_attention(q, k, v)
+
+
+# ---- attention dropout: the kernels' mask, reproduced in NumPy --------------------------------
+
+_PHILOX_M = np.uint64(0xD256D193)
+_PHILOX_W = np.uint64(0x9E3779B9)
+_U32 = np.uint64(0xFFFFFFFF)
+
+
+def philox2x32(x0, x1, key: int, rounds: int = 10):
+    """Philox-2x32 (kernels/philox.cuh, bit for bit): counter words x0, x1 (arrays of
+    uint32 values, broadcast together) and a 32-bit key -> the two output words (uint32)."""
+    x0 = np.asarray(x0, dtype=np.uint64) & _U32
+    x1 = np.asarray(x1, dtype=np.uint64) & _U32
+    key = np.uint64(int(key) & 0xFFFFFFFF)
+    for _ in range(rounds):
+        prod = _PHILOX_M * x0                      # 32 x 32 -> 64 bits, exact in uint64
+        x0, x1 = (prod >> np.uint64(32)) ^ key ^ x1, prod & _U32
+        key = (key + _PHILOX_W) & _U32
+    return x0.astype(np.uint32), x1.astype(np.uint32)
+
+
+def dropout_threshold(p: float) -> int:
+    """The kernels' integer form of the drop probability: a word w is kept iff
+    w >= floor(p * 2^32) (0 = no dropout)."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"attention dropout probability must be in [0, 1), got {p}")
+    return min(int(p * 4294967296.0), 0xFFFFFFFF)
+
+
+def dropout_keep(seed: int, p: float, shape) -> np.ndarray:
+    """Which probabilities the kernels keep: a bool (B, nh, Tq, Tk) array, the mask of
+    kernels/04, 05 and 10 for this seed and p, bit for bit. Element (b, h, i, j) is kept iff
+    philox2x32(x0 = j, x1 = (b*nh + h)*Tq + i, key = seed)[0] >= dropout_threshold(p)."""
+    B, nh, Tq, Tk = shape
+    thr = dropout_threshold(p)
+    rows = np.arange(B * nh * Tq, dtype=np.uint64).reshape(B, nh, Tq, 1)  # (b*nh + h)*Tq + i
+    cols = np.arange(Tk, dtype=np.uint64)                                   # j
+    word, _ = philox2x32(cols, rows, seed)                                  # (B, nh, Tq, Tk)
+    return word >= np.uint32(thr)
+
+
+def dropout_mask(seed: int, p: float, shape, dtype=np.float32) -> np.ndarray:
+    """The dropout multiplier D of the kernels: 0 where dropped, 1/(1-p) where kept, computed
+    in `dtype` as the reference Attention computes it (keep / (1 - p))."""
+    return dropout_keep(seed, p, shape) / np.dtype(dtype).type(1 - p)
+
+
+def draw_dropout_seed(rng=None) -> int:
+    """A 32-bit dropout seed. From `rng` when it is a NumPy Generator, else from minigpt's
+    NumPy generator (minigpt.manual_seed makes it reproducible): drawing from a CuPy generator
+    would need a device-to-host copy, i.e. a synchronisation, per attention call."""
+    if not isinstance(rng, np.random.Generator):
+        rng = get_rng(np)
+    return int(rng.integers(0, 1 << 32, dtype=np.uint64))
+
+
+def _dropout_args(dropout_p: float, seed: int):
+    """(seed, threshold, scale) as the kernels take them: int32 bit patterns and a float32."""
+    thr = dropout_threshold(dropout_p)
+    as_i32 = lambda u: np.array(int(u) & 0xFFFFFFFF, dtype=np.uint32).view(np.int32)[()]  # noqa: E731
+    scale = np.float32(1.0) / np.float32(1.0 - dropout_p) if thr else np.float32(1.0)
+    return as_i32(seed), as_i32(thr), np.float32(scale)
 
 
 # ---- softmax (01, 02) -------------------------------------------------------------------------
@@ -129,7 +215,8 @@ def softmax_backward(y, g, scale: float = 1.0, causal: bool = False, variant: st
 # ---- attention (03, 04, 05) -------------------------------------------------------------------
 
 def flash_smem_bytes(kernel: str, hs: int) -> int:
-    """Dynamic shared memory of a flash kernel ("fwd", "dq" or "dkdv"), as laid out in 04/05."""
+    """Dynamic shared memory of a flash kernel ("fwd", "dq", "dkdv" or "onepass"), as laid out
+    in 04/05/10 (10's onepass kernel has 05's dK/dV layout)."""
     if hs not in FLASH_TILES:
         raise ValueError(f"the flash kernels support head sizes {sorted(FLASH_TILES)}, got {hs}")
     bn, ld = FLASH_TILES[hs], hs + 4
@@ -138,15 +225,18 @@ def flash_smem_bytes(kernel: str, hs: int) -> int:
         "fwd": (R + 2 * bn) * ld + R * (bn + 4),                   # Q, K, V, P
         "dq": (2 * R + 2 * bn) * ld + R * (bn + 4),                # Q, dO, K, V, dS
         "dkdv": (2 * R + 2 * bn) * ld + 2 * R * (bn + 4) + 2 * bn,  # K, V, Q, dO, P, dS, lse, D
-    }[kernel]
+    }[{"onepass": "dkdv"}.get(kernel, kernel)]
     return 4 * floats
 
 
 def flash_launch(kernel: str, BH: int, Tq: int, Tk: int, hs: int):
-    """(grid, block, shared bytes) of a flash kernel: "fwd", "dq", "dkdv" or "preprocess"."""
+    """(grid, block, shared bytes) of a flash kernel: "fwd", "dq", "dkdv", "onepass",
+    "preprocess" or "reduce" (10's dQ sum: one thread per 4 floats of dq)."""
     if kernel == "preprocess":
         return (cdiv(BH * Tq, FLASH_THREADS // 32),), (FLASH_THREADS,), 0
-    rows = Tk if kernel == "dkdv" else Tq
+    if kernel == "reduce":
+        return (cdiv(BH * Tq * (hs // 4), FLASH_THREADS),), (FLASH_THREADS,), 0
+    rows = Tk if kernel in ("dkdv", "onepass") else Tq
     return (BH, cdiv(rows, FLASH_ROWS)), (FLASH_THREADS,), flash_smem_bytes(kernel, hs)
 
 
@@ -161,7 +251,7 @@ def _check_attention(q, k, v, causal, variant):
     Tk = k.shape[2]
     if causal and Tq > Tk:
         raise ValueError(f"attention: causal attention needs Tq <= Tk, got {Tq} > {Tk}")
-    if variant == "flash" and hs not in FLASH_TILES:
+    if variant != "naive" and hs not in FLASH_TILES:
         raise ValueError(f"the flash kernels support head sizes {sorted(FLASH_TILES)}, got {hs}")
     return B, nh, Tq, Tk, hs
 
@@ -176,13 +266,30 @@ def _padding(padding_mask, B, Tk, xp):
     return xp.ascontiguousarray(pm != 0, dtype=np.float32), np.int32(1)
 
 
-def attention_forward(q, k, v, causal: bool = True, padding_mask=None, variant: str = "flash"):
+def _check_dropout(dropout_p, variant):
+    dropout_threshold(dropout_p)  # range check
+    if dropout_p > 0.0 and variant == "naive":
+        raise ValueError("attention dropout is in the flash kernels (04, 05, 10), not in the naive "
+                         "one (03): use variant='flash' or 'flash_onepass'")
+
+
+def onepass_partial_bytes(B: int, nh: int, Tq: int, Tk: int, hs: int) -> int:
+    """Bytes of 10's dQ partials: (B*nh, ceil(Tk/64), Tq, hs) float32."""
+    return 4 * B * nh * cdiv(Tk, FLASH_ROWS) * Tq * hs
+
+
+def attention_forward(q, k, v, causal: bool = True, padding_mask=None,
+                      variant: str = DEFAULT_ATTENTION_VARIANT, dropout_p: float = 0.0,
+                      seed: int = 0):
     """Masked scaled dot-product attention: returns (O (B, nh, Tq, hs), lse (B, nh, Tq)).
 
     lse is the natural log-sum-exp of each row's scaled scores (+inf for a row that sees no
-    key; its O row is 0): what attention_backward needs to recompute the probabilities."""
+    key; its O row is 0): what attention_backward needs to recompute the probabilities.
+    dropout_p > 0: O = (P * D) V with D = dropout_mask(seed, dropout_p, (B, nh, Tq, Tk)); lse
+    stays that of the undropped P. Pass the same seed to attention_backward."""
     q, k, v = (as_kernel_array(a, n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
     B, nh, Tq, Tk, hs = _check_attention(q, k, v, causal, variant)
+    _check_dropout(dropout_p, variant)
     xp = get_array_module(q)
     pad, has_pad = _padding(padding_mask, B, Tk, xp)
     o = empty_output(xp, q.shape)
@@ -196,11 +303,13 @@ def attention_forward(q, k, v, causal: bool = True, padding_mask=None, variant: 
         return o, lse
     scale = f32(1.0 / math.sqrt(hs))
     dims = (i32(nh), i32(Tq, "Tq"), i32(Tk, "Tk"))
-    if variant == "flash":
+    if variant != "naive":
+        i32(BH * Tq, "B*nh*Tq")  # the dropout counter of a row is a 32-bit int
         fname = KERNEL_FILES["attention_flash_fwd"]
         grid, block, smem = flash_launch("fwd", BH, Tq, Tk, hs)
         launch(fname, f"flash_fwd_hs{hs}", grid, block,
-                (q, k, v, pad, o, lse, *dims, scale, i32(causal), has_pad), smem)
+               (q, k, v, pad, o, lse, *dims, *_dropout_args(dropout_p, seed), scale, i32(causal),
+                has_pad), smem)
     else:
         fname = KERNEL_FILES["attention_naive"]
         i32(BH * Tq, "BH*Tq")  # the kernel indexes threads with a 32-bit int
@@ -211,11 +320,17 @@ def attention_forward(q, k, v, causal: bool = True, padding_mask=None, variant: 
 
 
 def attention_backward(q, k, v, o, lse, do, causal: bool = True, padding_mask=None,
-                       variant: str = "flash"):
-    """(dq, dk, dv) of attention_forward given its inputs, O, lse and the upstream dO."""
+                       variant: str = DEFAULT_ATTENTION_VARIANT, dropout_p: float = 0.0,
+                       seed: int = 0):
+    """(dq, dk, dv) of attention_forward given its inputs, O, lse and the upstream dO (and the
+    forward's dropout_p and seed: the mask is recomputed, never stored).
+
+    variant "flash_onepass" runs 10 (dQ from per-key-tile partials), falling back to 05 when
+    the partials would take more than ONEPASS_MAX_PARTIAL_BYTES; "flash" runs 05."""
     q, k, v, o, lse, do = (as_kernel_array(a, n) for a, n in
                            ((q, "q"), (k, "k"), (v, "v"), (o, "o"), (lse, "lse"), (do, "dO")))
     B, nh, Tq, Tk, hs = _check_attention(q, k, v, causal, variant)
+    _check_dropout(dropout_p, variant)
     if o.shape != q.shape or do.shape != q.shape or lse.shape != (B, nh, Tq):
         raise ValueError(f"attention_backward: o {o.shape}, dO {do.shape}, lse {lse.shape} do "
                          f"not fit q {q.shape}")
@@ -231,17 +346,33 @@ def attention_backward(q, k, v, o, lse, do, causal: bool = True, padding_mask=No
     scale = f32(1.0 / math.sqrt(hs))
     dims = (i32(nh), i32(Tq, "Tq"), i32(Tk, "Tk"))
     flags = (scale, i32(causal), has_pad)
-    if variant == "flash":
+    if variant == "flash_onepass" and onepass_partial_bytes(B, nh, Tq, Tk, hs) > ONEPASS_MAX_PARTIAL_BYTES:
+        variant = "flash"  # long sequences: 05, no partials buffer
+    if variant != "naive":
+        drop = _dropout_args(dropout_p, seed)
+        i32(BH * Tq * hs, "B*nh*Tq*hs")
         fname = KERNEL_FILES["attention_flash_bwd"]
         grid, block, _ = flash_launch("preprocess", BH, Tq, Tk, hs)
         launch(fname, "flash_bwd_preprocess", grid, block,
-                (o, do, D, i32(BH * Tq, "BH*Tq"), i32(hs)))
+               (o, do, D, i32(BH * Tq, "BH*Tq"), i32(hs)))  # D = rowsum(dO * O)
+    if variant == "flash":
         grid, block, smem = flash_launch("dkdv", BH, Tq, Tk, hs)
         launch(fname, f"flash_bwd_dkdv_hs{hs}", grid, block,
-                (q, k, v, do, lse, D, pad, dk, dv, *dims, *flags), smem)
+               (q, k, v, do, lse, D, pad, dk, dv, *dims, *drop, *flags), smem)
         grid, block, smem = flash_launch("dq", BH, Tq, Tk, hs)
         launch(fname, f"flash_bwd_dq_hs{hs}", grid, block,
-                (q, k, v, do, lse, D, pad, dq, *dims, *flags), smem)
+               (q, k, v, do, lse, D, pad, dq, *dims, *drop, *flags), smem)
+    elif variant == "flash_onepass":
+        fname = KERNEL_FILES["attention_flash_bwd_onepass"]
+        grid, block, smem = flash_launch("onepass", BH, Tq, Tk, hs)
+        nkt = grid[1]
+        dqpart = empty_output(xp, (BH, nkt, Tq, hs))  # (B*nh, key tiles, Tq, hs)
+        launch(fname, f"flash_bwd_onepass_hs{hs}", grid, block,
+               (q, k, v, do, lse, D, pad, dk, dv, dqpart, *dims, *drop, *flags), smem)
+        grid, block, _ = flash_launch("reduce", BH, Tq, Tk, hs)
+        launch(fname, "flash_bwd_dq_reduce", grid, block,
+               (dqpart, dq, i32(BH), i32(Tq), i32(Tk), i32(hs), i32(nkt), i32(FLASH_TILES[hs]),
+                scale, i32(causal)))
     else:
         fname = KERNEL_FILES["attention_naive"]
         threads = NAIVE_ATTENTION_THREADS
@@ -258,16 +389,22 @@ def attention_backward(q, k, v, o, lse, do, causal: bool = True, padding_mask=No
 class FusedAttention(Function):
     """Masked scaled dot-product attention on the GPU. q (B, nh, Tq, hs), k, v (B, nh, Tk, hs).
 
-    Saves q, k, v, O and the (B, nh, Tq) log-sum-exp, never the (Tq, Tk) probabilities.
+    The reference Attention's options (causal, padding_mask, dropout_p, rng), so dispatch can
+    pick it for F.attention. Saves q, k, v, O and the (B, nh, Tq) log-sum-exp, never the
+    (Tq, Tk) probabilities; with dropout_p > 0 also one 32-bit seed (drawn by
+    draw_dropout_seed(rng)), from which the backward recomputes the forward's mask.
     """
 
-    def forward(self, q, k, v, causal=True, padding_mask=None, variant="flash"):
+    def forward(self, q, k, v, causal=True, padding_mask=None, dropout_p=0.0, rng=None,
+                variant=DEFAULT_ATTENTION_VARIANT):
         # contiguous once here, so the backward does not copy again (q is often a transpose)
         q, k, v = (as_kernel_array(a, n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
+        seed = draw_dropout_seed(rng) if dropout_p > 0.0 else 0
         o, lse = attention_forward(q, k, v, causal=causal, padding_mask=padding_mask,
-                                           variant=variant)
+                                   variant=variant, dropout_p=dropout_p, seed=seed)
         self.save(q, k, v, o, lse)
-        self.options = dict(causal=causal, padding_mask=padding_mask, variant=variant)
+        self.options = dict(causal=causal, padding_mask=padding_mask, variant=variant,
+                            dropout_p=dropout_p, seed=seed)
         return o
 
     def backward(self, g):
@@ -296,14 +433,19 @@ def _data(x):
     return x.data if isinstance(x, Tensor) else x
 
 
-def attention(q, k, v, causal: bool = True, padding_mask=None, variant: str = "flash") -> Tensor:
+def attention(q, k, v, causal: bool = True, padding_mask=None, dropout_p: float = 0.0,
+              rng=None, variant: str = DEFAULT_ATTENTION_VARIANT) -> Tensor:
     """functional.attention through the kernels (checks the same shapes)."""
     if padding_mask is not None:
         padding_mask = get_array_module(_data(q)).asarray(_data(padding_mask))
     return FusedAttention.apply(q, k, v, causal=causal, padding_mask=padding_mask,
-                                variant=variant)
+                                dropout_p=dropout_p, rng=rng, variant=variant)
 
 
 def softmax(x, axis: int = -1, scale: float = 1.0, causal: bool = False,
             variant: str = "warp") -> Tensor:
     return FusedSoftmax.apply(x, axis=axis, scale=scale, causal=causal, variant=variant)
+
+
+# F.attention on CuPy float32 (head size 32/64/128, with or without dropout) runs the kernels
+dispatch.register("attention", "cuda", FusedAttention, supports=supports_attention)

@@ -44,6 +44,7 @@ KERNEL_FILES = {
     "attention_naive": "03_attention_naive.cu",
     "attention_flash_fwd": "04_attention_flash_fwd.cu",
     "attention_flash_bwd": "05_attention_flash_bwd.cu",
+    "attention_flash_bwd_onepass": "10_attention_flash_bwd_onepass.cu",
 }
 COMPILE_OPTIONS = ("-std=c++17",)
 _STATIC_SMEM_LIMIT = 48 * 1024  # above this a kernel must opt in to more dynamic shared memory

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 _KERNEL_RE = re.compile(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(")
 _MACRO_KERNEL_RE = re.compile(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)##HS\s*\(")
-_INSTANCE_RE = re.compile(r"^MG_FLASH_(?:FWD|BWD)\((\d+)", re.M)
+_INSTANCE_RE = re.compile(r"^MG_FLASH_\w+\((\d+)", re.M)
 
 
 def have_compiler() -> bool:
