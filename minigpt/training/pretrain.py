@@ -22,19 +22,32 @@ import numpy as np
 
 from .. import random as mgrandom
 from ..autograd import no_grad
+from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive_float,
+                      positive_int)
 from ..model import GPT, GPTConfig
 from ..optim import Adam, warmup_cosine
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import StopOnCtrlC, TrainingError
 
 
+# the documented range of each numeric TrainConfig field (the CLI checks the same at parse time)
+TRAIN_RULES = {
+    "bpe_vocab_size": positive_int, "steps": positive_int, "batch_size": positive_int,
+    "block_size": positive_int, "lr": positive_float, "warmup": nonneg_int,
+    "weight_decay": nonneg_float, "max_grad_norm": positive_float, "dropout": fraction,
+    "eval_interval": positive_int, "eval_batches": positive_int, "ckpt_interval": positive_int,
+    "seed": nonneg_int,
+}
+
+
 @dataclass
 class TrainConfig:
+    """Pretraining arguments; a value outside its range (TRAIN_RULES) is a ValueError here."""
     data: str = "shakespeare"
     preset: str = "tiny"
     tokenizer: str = "char"          # "char" or "bpe"
     bpe_vocab_size: int = 1000
-    steps: int = 1000
+    steps: int | None = 1000          # None with resume: keep the checkpoint's own
     batch_size: int = 32
     block_size: int | None = None     # default: the preset's n_ctx
     lr: float = 2.5e-4                # GPT-1's max lr; small models like more (demo: 2e-3)
@@ -47,6 +60,15 @@ class TrainConfig:
     ckpt_interval: int = 200
     seed: int = 1337
     out: str = "runs/tiny"
+
+    def __post_init__(self):
+        check_fields(self, TRAIN_RULES)
+        if self.tokenizer not in ("char", "bpe"):
+            raise ValueError(f"unknown tokenizer {self.tokenizer!r}: expected 'char' or 'bpe'")
+        n_ctx = GPTConfig.preset(self.preset).n_ctx  # ValueError naming the presets if unknown
+        if self.block_size is not None and self.block_size > n_ctx:
+            raise ValueError(f"block_size {self.block_size} is above the {self.preset} preset's "
+                             f"context n_ctx={n_ctx}; use at most {n_ctx}")
 
 
 def _build_tokenizer(cfg: TrainConfig, corpus):
@@ -144,13 +166,15 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
     """Train (or resume) a GPT language model; returns a summary dict of the run."""
     from ..data import encode_corpus, get_batch, load_corpus
 
+    if cfg.steps is None and not resume:
+        raise TrainingError("steps=None (keep the checkpoint's number of steps) needs resume=True")
     out = Path(cfg.out)
     ckpt_dir = out / "ckpt"
     state = {}
     if resume:
         model, tokenizer, state = load_checkpoint(out, with_optimizer_state=True)
         saved = TrainConfig(**state["train_config"])
-        cfg = dataclasses.replace(saved, steps=saved.steps if cfg.steps < 0 else cfg.steps,
+        cfg = dataclasses.replace(saved, steps=saved.steps if cfg.steps is None else cfg.steps,
                                   out=str(out))
     elif out.exists() and any(out.iterdir()):
         if not force:
