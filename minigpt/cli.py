@@ -47,28 +47,33 @@ fraction = _arg_type(checks.fraction)                # [0, 1)
 
 def _add_train_args(p: argparse.ArgumentParser, defaults) -> None:
     d = defaults
-    p.add_argument("--data", default=d.data, help="'shakespeare' (default) or a UTF-8 text file")
     from .model import PRESETS
+    from .training.pretrain import TRAIN_RULES
+
+    def ranged(field):  # the argparse type of a TrainConfig field: its rule, at parse time
+        return _arg_type(TRAIN_RULES[field])
+
+    p.add_argument("--data", default=d.data, help="'shakespeare' (default) or a UTF-8 text file")
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS),
                    help="model size: tiny, small, demo, gpt1")
     p.add_argument("--tokenizer", default=d.tokenizer, choices=["char", "bpe"])
-    p.add_argument("--bpe-vocab-size", type=positive_int, default=d.bpe_vocab_size)
-    p.add_argument("--steps", type=positive_int, default=None,
+    p.add_argument("--bpe-vocab-size", type=ranged("bpe_vocab_size"), default=d.bpe_vocab_size)
+    p.add_argument("--steps", type=ranged("steps"), default=None,
                    help=f"optimizer updates (default {d.steps})")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    p.add_argument("--block-size", type=positive_int, default=d.block_size,
+    p.add_argument("--batch-size", type=ranged("batch_size"), default=d.batch_size)
+    p.add_argument("--block-size", type=ranged("block_size"), default=d.block_size,
                    help="context length (default and maximum: the preset's n_ctx)")
-    p.add_argument("--lr", type=positive_float, default=d.lr, help="peak learning rate")
-    p.add_argument("--warmup", type=nonneg_int, default=d.warmup,
+    p.add_argument("--lr", type=ranged("lr"), default=d.lr, help="peak learning rate")
+    p.add_argument("--warmup", type=ranged("warmup"), default=d.warmup,
                    help="linear warm-up updates, then cosine to 0")
-    p.add_argument("--weight-decay", type=nonneg_float, default=d.weight_decay)
-    p.add_argument("--max-grad-norm", type=positive_float, default=d.max_grad_norm)
-    p.add_argument("--dropout", type=fraction, default=d.dropout,
+    p.add_argument("--weight-decay", type=ranged("weight_decay"), default=d.weight_decay)
+    p.add_argument("--max-grad-norm", type=ranged("max_grad_norm"), default=d.max_grad_norm)
+    p.add_argument("--dropout", type=ranged("dropout"), default=d.dropout,
                    help="override the preset's dropout, in [0, 1)")
-    p.add_argument("--eval-interval", type=positive_int, default=d.eval_interval)
-    p.add_argument("--eval-batches", type=positive_int, default=d.eval_batches)
-    p.add_argument("--ckpt-interval", type=positive_int, default=d.ckpt_interval)
-    p.add_argument("--seed", type=nonneg_int, default=d.seed)
+    p.add_argument("--eval-interval", type=ranged("eval_interval"), default=d.eval_interval)
+    p.add_argument("--eval-batches", type=ranged("eval_batches"), default=d.eval_batches)
+    p.add_argument("--ckpt-interval", type=ranged("ckpt_interval"), default=d.ckpt_interval)
+    p.add_argument("--seed", type=ranged("seed"), default=d.seed)
     p.add_argument("--out", default=d.out, help="run directory (checkpoint, metrics, loss.png)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
@@ -96,7 +101,7 @@ def cmd_pretrain(args) -> int:
     from .training import TrainConfig, pretrain
     cfg = _train_config(args, TrainConfig())
     if args.resume and args.steps is None:
-        cfg = dataclasses.replace(cfg, steps=-1)  # -1: keep the checkpoint's own --steps
+        cfg = dataclasses.replace(cfg, steps=None)  # None: keep the checkpoint's own --steps
     summary = pretrain(cfg, resume=args.resume, force=args.force, progress=not args.no_progress)
     _print_summary(summary)
     return 130 if summary["status"] == "interrupted" else 0

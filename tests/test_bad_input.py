@@ -161,3 +161,43 @@ def test_ctrl_c_during_sample_stops_cleanly(tmp_path):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "interrupted after" in err
     assert (got + rest).startswith("to") and len(got + rest) > 40
+
+
+# ----------------------------------------------------------------------------- library configs
+
+@pytest.mark.parametrize("field,value,message", [
+    ("steps", 0, "steps must be an integer >= 1, got 0"),
+    ("steps", -4, "steps must be an integer >= 1, got -4"),
+    ("eval_batches", 0, "eval_batches must be an integer >= 1, got 0"),
+    ("eval_interval", 0, "eval_interval must be an integer >= 1, got 0"),
+    ("ckpt_interval", 0, "ckpt_interval must be an integer >= 1, got 0"),
+    ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+    ("block_size", 0, "block_size must be an integer >= 1, got 0"),
+    ("lr", 0.0, "lr must be a number > 0, got 0.0"),
+    ("lr", float("inf"), "lr must be a number > 0, got inf"),
+    ("dropout", 1.0, r"dropout must be a number in \[0, 1\), got 1.0"),
+    ("warmup", -1, "warmup must be an integer >= 0, got -1"),
+    ("seed", -1, "seed must be an integer >= 0, got -1"),
+    ("steps", 2.5, "steps must be an integer >= 1, got 2.5"),
+    ("block_size", 65, "block_size 65 is above the tiny preset's context n_ctx=64; use at most 64"),
+    ("preset", "huge", "unknown preset 'huge'"),
+    ("tokenizer", "word", "unknown tokenizer 'word'"),
+])
+def test_train_config_checks_the_same_ranges_for_api_users(field, value, message):
+    from minigpt.training import TrainConfig
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_block_size_above_the_presets_context_is_an_error_before_anything_is_written(
+        tmp_path, capsys):
+    text = tmp_path / "corpus.txt"
+    text.write_text("to be or not to be\n" * 200, encoding="utf-8")
+    out = tmp_path / "run"
+    code, _, err = cli(["pretrain", "--data", text, "--preset", "tiny", "--block-size", "100",
+                        "--out", out, "--no-progress"], capsys)
+    assert code == 2
+    assert err.startswith("minigpt pretrain: error: block_size 100 is above the tiny preset's "
+                          "context n_ctx=64"), err
+    assert not out.exists()
+
