@@ -27,17 +27,10 @@ __all__ = ["embedding", "linear", "layer_norm", "gelu", "softmax", "log_softmax"
 
 
 # ---- CUDA kernels: TEMPORARY, until minigpt/cuda/ registers its own Functions ---------------
-# CuPy float32: softmax over the last axis in one launch (kernels/02_softmax_warp.cu), and
-# attention with head size 32/64/128 and no attention dropout on the flash kernels (04, 05);
+# CuPy float32: softmax over the last axis in one launch (kernels/02_softmax_warp.cu).
+# Attention (head size 32/64/128, attention dropout included) registers itself: importing
+# minigpt.cuda.attention (through .fused above) registers FusedAttention as the "cuda" attention.
 # minigpt.kernels.use_fused(False) / MINIGPT_FUSED=0 turns them off.
 
-class _KernelAttention(FusedAttention):
-    def forward(self, q, k, v, causal=True, padding_mask=None, dropout_p=0.0, rng=None):
-        return super().forward(q, k, v, causal=causal, padding_mask=padding_mask)
-
-
-dispatch.register("attention", "cuda", _KernelAttention,
-                  supports=lambda q, k, v, dropout_p=0.0, **_: dropout_p == 0.0
-                  and _kernels.can_fuse_attention(q, k, v))
 dispatch.register("softmax", "cuda", FusedSoftmax,
                   supports=lambda x, axis=-1: _kernels.can_fuse_softmax(x, axis))
