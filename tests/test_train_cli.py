@@ -62,7 +62,7 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_one(text_file, tmp_pat
     _, _, state = load_checkpoint(tmp_path / "part")
     assert state["step"] == part["step"]
 
-    resumed = pretrain(tiny_cfg(text_file, tmp_path / "part", steps=-1), resume=True, progress=False)
+    resumed = pretrain(tiny_cfg(text_file, tmp_path / "part", steps=None), resume=True, progress=False)
     assert resumed["step"] == 12
     assert losses(tmp_path / "part") == losses(tmp_path / "full")
 

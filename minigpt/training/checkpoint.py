@@ -1,4 +1,4 @@
-"""Checkpoints: one directory per checkpoint, written so that a crash never loses the last one.
+"""Checkpoints: one directory per checkpoint, swapped in so that no crash ever loses the last one.
 
     ckpt/
       config.json            GPTConfig fields + {"format": "minigpt-checkpoint", "version": 1}
@@ -7,9 +7,27 @@
       optimizer.safetensors  Adam moments m.<i>, v.<i>   (absent in weights-only checkpoints)
       state.json             step, optimizer scalars, RNG states, the training arguments
 
-Atomic write: everything goes into a fresh temporary directory beside the target, which then
-replaces the old checkpoint by rename. A crash mid-write leaves the old checkpoint intact (or,
-between the two renames, as `.NAME.old`, which `resolve_checkpoint` still finds).
+The swap (`save_checkpoint`): everything is written (and fsynced) into a fresh `.ckpt.tmpXXXX`
+beside the target, which then takes the target's place by renames. The rule that makes a crash
+at any instant, or two crashes in a row, harmless: a directory named `ckpt` or `.ckpt.old` is
+always complete (only whole, finished directories are ever renamed to those names), and at
+every instant after the first save at least one of them exists:
+
+    ckpt exists:          discard .ckpt.old | ckpt -> .ckpt.old | tmp -> ckpt | discard .ckpt.old
+    only .ckpt.old left:  tmp -> ckpt | discard .ckpt.old      (the old one goes only after)
+
+"discard" first renames the directory to `.ckpt.trashXXXX`, then deletes it, so a half-deleted
+directory never carries a checkpoint's name. `resolve_checkpoint` (used by sample, eval and
+--resume) takes `ckpt`, else `.ckpt.old`, else a finished temporary directory. Leftovers of a
+killed writer (`.ckpt.tmp*`, `.ckpt.trash*`, a redundant `.ckpt.old`) are removed by
+`clean_leftovers`, which the next run calls once it holds the run's lock; it never removes the
+only complete checkpoint (it renames it to `ckpt` instead).
+
+Testing hook: the environment variable MINIGPT_TEST_CRASH_AT=POINT[@N][,POINT[@N]...] makes
+the process exit at once (os._exit, like a kill) when a save reaches POINT for the N-th time
+(default the first): `written` (temporary complete, nothing renamed), `old-moved` (ckpt renamed
+to .ckpt.old), `placed` (new ckpt in place, .ckpt.old not yet discarded), `discarding` (old
+renamed to trash, not yet deleted).
 """
 from __future__ import annotations
 
@@ -22,19 +40,43 @@ from pathlib import Path
 import numpy as np
 
 from .. import safetensors
+from ..fileio import fsync_directory
 from ..model import GPT, GPTConfig
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint",
+           "find_checkpoint", "replace_directory", "clean_leftovers", "read_json_object",
+           "FORMAT", "REQUIRED", "CRASH_ENV"]
 
 FORMAT = "minigpt-checkpoint"
 REQUIRED = ("config.json", "model.safetensors", "state.json")
+FINISHED = ".finished"           # written last into a temporary checkpoint: it is complete
+CRASH_ENV = "MINIGPT_TEST_CRASH_AT"
+CRASH_EXIT_CODE = 86
 
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, partial or corrupt."""
 
 
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=_json_default), encoding="utf-8")
+# ----------------------------------------------------------------------------- the crash hook
 
+_crash_counts: dict = {}
+
+
+def crash_point(name: str) -> None:
+    """Exit at once (as a kill would) if MINIGPT_TEST_CRASH_AT names this point (see the module
+    docstring); used by the crash tests to stop a real process inside the swap."""
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    _crash_counts[name] = _crash_counts.get(name, 0) + 1
+    for item in spec.split(","):
+        point, _, nth = item.strip().partition("@")
+        if point == name and _crash_counts[name] == (int(nth) if nth else 1):
+            os._exit(CRASH_EXIT_CODE)
+
+
+# ----------------------------------------------------------------------------- writing
 
 def _json_default(o):
     if isinstance(o, np.integer):
@@ -46,8 +88,18 @@ def _json_default(o):
     raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
-def save_checkpoint(path, model: GPT, tokenizer=None, optimizer=None, state: dict | None = None) -> Path:
-    """Write a complete checkpoint directory at `path`, replacing any previous one atomically."""
+def _write_json(path: Path, obj) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(obj, indent=2, default=_json_default))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(path, model: GPT, tokenizer=None, optimizer=None, state: dict | None = None,
+                    extra=None) -> Path:
+    """Write a complete checkpoint directory at `path`, replacing any previous one by the
+    crash-proof swap (module docstring). extra: optional `extra(directory)` that writes more
+    files into the new checkpoint before it is swapped in (fine-tuning: the head)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
@@ -65,42 +117,123 @@ def save_checkpoint(path, model: GPT, tokenizer=None, optimizer=None, state: dic
             safetensors.save_file(tensors, tmp / "optimizer.safetensors")
             full_state["optimizer"] = opt
         _write_json(tmp / "state.json", full_state)
-        replace_directory(tmp, path)
+        if extra is not None:
+            extra(tmp)
+        (tmp / FINISHED).write_bytes(b"")
+        fsync_directory(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    crash_point("written")
+    replace_directory(tmp, path)
     return path
 
 
-def replace_directory(new: Path, path: Path) -> None:
-    """Put the complete directory `new` at `path`, replacing what was there, by two renames.
+def _discard(directory: Path) -> None:
+    """Delete a directory without ever leaving a half-deleted one under its name: rename it to
+    `.NAME.trashXXXX` first (one atomic step), then delete that."""
+    name = directory.name.lstrip(".").split(".")[0]
+    trash = Path(tempfile.mkdtemp(prefix=f".{name}.trash", dir=directory.parent))
+    os.replace(directory, trash / "x")
+    crash_point("discarding")
+    shutil.rmtree(trash, ignore_errors=True)
 
-    Between them the previous directory waits as `.NAME.old`, which `resolve_checkpoint` still
-    finds, so a crash at any moment leaves one complete checkpoint reachable.
-    """
+
+def replace_directory(new, path) -> None:
+    """Put the complete directory `new` at `path` by renames, keeping at every instant a
+    complete directory at `path` or at `.NAME.old` (see the module docstring)."""
+    new, path = Path(new), Path(path)
     old = path.parent / f".{path.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
     if path.exists():
+        if old.exists():
+            _discard(old)               # path is complete: the stale old one is not needed
         os.replace(path, old)
-    os.replace(new, path)
+        crash_point("old-moved")
+    os.replace(new, path)               # if path was missing, old (if any) is still complete
+    fsync_directory(path.parent)
+    crash_point("placed")
     if old.exists():
-        shutil.rmtree(old)
+        _discard(old)
+    fsync_directory(path.parent)
+
+
+# ----------------------------------------------------------------------------- finding
+
+def _finished_temporaries(directory: Path, name: str) -> list:
+    """Complete but never renamed checkpoints (a writer killed just before its swap), newest
+    last."""
+    found = [p for p in directory.glob(f".{name}.tmp*") if (p / FINISHED).is_file()]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+def find_checkpoint(directory, name: str = "ckpt") -> Path | None:
+    """The complete checkpoint stored as `name` in `directory`: `name` itself, else `.name.old`
+    (a save stopped between its renames), else the newest finished `.name.tmp*`; None if none."""
+    directory = Path(directory)
+    for candidate in (directory / name, directory / f".{name}.old"):
+        if candidate.is_dir():
+            return candidate
+    finished = _finished_temporaries(directory, name)
+    return finished[-1] if finished else None
 
 
 def resolve_checkpoint(path) -> Path:
-    """The checkpoint directory for `path`: itself, or `path/ckpt` for a run directory."""
+    """The checkpoint directory for `path`: itself, or the checkpoint of a run directory
+    (`path/ckpt`, or what a crash left in its place: see find_checkpoint)."""
     path = Path(path)
     if not path.exists():
-        old = path.parent / f".{path.name}.old"
-        if old.is_dir():  # crashed between the two renames of a save
-            return old
+        found = find_checkpoint(path.parent, path.name)  # crashed between the renames of a save
+        if found is not None:
+            return found
         raise CheckpointError(f"checkpoint {path} does not exist")
-    if (path / "ckpt").is_dir() or (path / ".ckpt.old").is_dir():
-        return resolve_checkpoint(path / "ckpt")
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} is not a directory")
+    found = find_checkpoint(path, "ckpt")
+    if found is not None:
+        return found
+    if not any((path / f).exists() for f in REQUIRED):
+        raise CheckpointError(f"{path} holds no checkpoint (no ckpt/ directory, no "
+                              f"{', '.join(REQUIRED)}); did the run stop before its first "
+                              "checkpoint?")
     return path
+
+
+def clean_leftovers(directory, name: str = "ckpt", log=print) -> None:
+    """Tidy what killed writers left beside `directory/name`; call only while holding the run's
+    lock (no live writer). The complete checkpoint is kept: a lone `.name.old` or finished
+    temporary is renamed to `name`; redundant old, temporary and trash directories go."""
+    directory = Path(directory)
+    path, old = directory / name, directory / f".{name}.old"
+    if not path.exists():
+        found = find_checkpoint(directory, name)
+        if found is not None:
+            log(f"note: {directory}: restoring the checkpoint a crash left in {found.name}")
+            os.replace(found, path)
+            fsync_directory(directory)
+    removed = []
+    if old.is_dir() and path.is_dir():
+        _discard(old)
+        removed.append(old.name)
+    for leftover in sorted(directory.glob(f".{name}.tmp*")) + sorted(directory.glob(f".{name}.trash*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed.append(leftover.name)
+    if removed:
+        log(f"note: {directory}: removed what an interrupted save left behind "
+            f"({', '.join(removed)})")
+
+
+# ----------------------------------------------------------------------------- loading
+
+def read_json_object(file: Path, what: str = "") -> dict:
+    """A JSON file that must hold an object; CheckpointError naming the file otherwise."""
+    try:
+        obj = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{file}: corrupt JSON file: {e}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{file}: expected a JSON object{what}, got a JSON "
+                              f"{type(obj).__name__} (corrupt or hand-edited?)")
+    return obj
 
 
 def load_checkpoint(path, with_optimizer_state: bool = False):
@@ -113,15 +246,15 @@ def load_checkpoint(path, with_optimizer_state: bool = False):
     if missing:
         raise CheckpointError(f"checkpoint {path} is partial or not a minigpt checkpoint: "
                               f"missing {', '.join(missing)}")
-    try:
-        cfg_dict = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path}: corrupt JSON file: {e}") from None
+    cfg_dict = read_json_object(path / "config.json", " (the model configuration)")
+    state = read_json_object(path / "state.json", " (the training state)")
     if cfg_dict.pop("format", None) != FORMAT:
         raise CheckpointError(f"{path / 'config.json'} is not a minigpt checkpoint config")
     cfg_dict.pop("version", None)
-    config = GPTConfig.from_dict(cfg_dict)
+    try:
+        config = GPTConfig.from_dict(cfg_dict)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
     try:
         weights = safetensors.load_file(path / "model.safetensors")
     except safetensors.SafetensorsError as e:
@@ -139,6 +272,8 @@ def load_checkpoint(path, with_optimizer_state: bool = False):
         opt_file = path / "optimizer.safetensors"
         if not opt_file.is_file():
             raise CheckpointError(f"checkpoint {path} is partial: missing optimizer.safetensors")
+        if not isinstance(state["optimizer"], dict):
+            raise CheckpointError(f"{path / 'state.json'}: 'optimizer' must be a JSON object")
         try:
             tensors = safetensors.load_file(opt_file)
         except safetensors.SafetensorsError as e:

@@ -8,22 +8,21 @@ Defaults are GPT-1's release: Adam lr 6.25e-5, batch 32 (examples), 3 epochs, `w
 with warm-up over 0.2% of the updates, weight decay 0.01 on matrices, gradient norm clipped
 at 1, dropout 0.1 on the classifier input (and the pretrained model's own dropout).
 
-A run directory (`--out`, must not exist unless --force):
+A run directory (`--out`; an existing run is replaced only with --force, and only once the
+new run's checkpoint is written; locked while a process writes there, see loop.py):
     ckpt/          the fine-tuned checkpoint: a normal minigpt checkpoint of the transformer
                    (config.json, model.safetensors, tokenizer with the special tokens,
                    state.json) plus head.safetensors and task.json (task, label names, head)
     metrics.jsonl  one line per update (loss, task loss, LM loss, lr)
     results.json   the held-out metrics (accuracy; entity-level P/R/F1 for tagging)
-The checkpoint is written atomically, as pretraining's: a crash never leaves half of one.
+The checkpoint is written by the same crash-proof swap as pretraining's (checkpoint.py).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +32,17 @@ import numpy as np
 from .. import random as mgrandom
 from .. import safetensors
 from ..autograd import no_grad
+from ..checks import (argparse_type, check_fields, fraction, nonneg_float, nonneg_int,
+                      positive_float, positive_int)
 from ..model import GPT
 from ..optim import Adam, warmup_linear
 from ..tasks import (TASKS, TaskData, TaskEncoder, Truncation, add_special_tokens,
                      collate, entity_prf, lm_targets, load_task_data, read_user_file,
                      special_ids)
-from .checkpoint import (CheckpointError, load_checkpoint, replace_directory, resolve_checkpoint,
-                         save_checkpoint)
+from ..fileio import atomic_write_text
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .heads import TaskModel, make_head, task_loss
-from .loop import StopOnCtrlC, TrainingError
+from .loop import Run, RunDirectory, run_loop
 
 __all__ = ["FinetuneConfig", "finetune", "evaluate_task", "predict", "load_base",
            "save_finetuned", "load_finetuned", "fixed_subset", "TASK_FILE", "HEAD_FILE"]
@@ -49,6 +50,15 @@ __all__ = ["FinetuneConfig", "finetune", "evaluate_task", "predict", "load_base"
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
 TASK_FORMAT = "minigpt-finetuned"
+
+
+# the documented range of each numeric FinetuneConfig field (the CLI checks the same at parse time)
+FINETUNE_RULES = {
+    "lm_coef": nonneg_float, "epochs": positive_int, "batch_size": positive_int,
+    "lr": positive_float, "warmup": fraction, "weight_decay": nonneg_float,
+    "max_grad_norm": positive_float, "clf_pdrop": fraction, "seed": nonneg_int,
+    "max_train": positive_int, "max_test": positive_int, "eval_batch_size": positive_int,
+}
 
 
 @dataclass
@@ -75,13 +85,7 @@ class FinetuneConfig:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("epochs, batch_size and eval_batch_size must be >= 1")
-        if self.lr <= 0 or self.lm_coef < 0 or not 0 <= self.warmup < 1:
-            raise ValueError(f"need lr > 0, lm_coef >= 0 and 0 <= warmup < 1 (got lr={self.lr}, "
-                             f"lm_coef={self.lm_coef}, warmup={self.warmup})")
-        if not 0 <= self.clf_pdrop < 1:
-            raise ValueError(f"clf_pdrop must be in [0, 1), got {self.clf_pdrop}")
+        check_fields(self, FINETUNE_RULES)
 
 
 # ----------------------------------------------------------------------------- model loading
@@ -120,20 +124,15 @@ def load_base(init, pretrained: bool = True, seed: int = 0):
 # ----------------------------------------------------------------------------- checkpoints
 
 def save_finetuned(path, model: TaskModel, tokenizer, info: dict, state: dict | None = None) -> Path:
-    """Write a fine-tuned checkpoint directory atomically (staged beside it, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.stage", dir=path.parent))
-    try:
-        inner = save_checkpoint(staging / "ckpt", model.transformer, tokenizer, None, state or {})
-        safetensors.save_file(dict(model.head.state_dict()), inner / HEAD_FILE,
+    """Write a fine-tuned checkpoint directory: the transformer's checkpoint plus the head and
+    task.json, all swapped in together by save_checkpoint's crash-proof swap."""
+    def head_and_task(directory: Path) -> None:
+        safetensors.save_file(dict(model.head.state_dict()), directory / HEAD_FILE,
                               metadata={"format": "np"})
-        (inner / TASK_FILE).write_text(json.dumps({"format": TASK_FORMAT, "version": 1, **info},
-                                                  indent=2), encoding="utf-8")
-        replace_directory(inner, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
+        atomic_write_text(directory / TASK_FILE,
+                          json.dumps({"format": TASK_FORMAT, "version": 1, **info}, indent=2))
+    return save_checkpoint(path, model.transformer, tokenizer, None, state or {},
+                           extra=head_and_task)
 
 
 def load_finetuned(path):
@@ -232,12 +231,11 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
     """
     out = Path(cfg.out) if cfg.out else None
     save = save and out is not None
-    if save and out.exists() and any(out.iterdir()):
-        if not force:
-            raise TrainingError(f"output directory {out} already exists; pass --force to "
-                                "overwrite it")
-        shutil.rmtree(out)
+    folder = RunDirectory(out, force=force, command="finetune", log=log) if save else None
+    if folder is not None:
+        folder.check()
 
+    # every input is read and checked before the output folder is touched
     t0 = time.perf_counter()
     if data is None:
         data = load_task_data(cfg.task, cfg.data, cfg.test)
@@ -276,84 +274,65 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
         f"{data.name} [{cfg.task}]: {cfg.epochs} epochs x {steps_per_epoch} updates of "
         f"{cfg.batch_size}, lr {cfg.lr:g}, lm_coef {cfg.lm_coef:g}")
 
-    metrics_file = None
-    if save:
-        out.mkdir(parents=True, exist_ok=True)
-        metrics_file = (out / "metrics.jsonl").open("w")
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc=f"finetune {cfg.task}", dynamic_ncols=True)
-    status, step, last = "completed", 0, {}
-    model.train()
-    stop = StopOnCtrlC()
-    try:
-        with stop:
-            for epoch in range(cfg.epochs):
-                perm = order_rng.permutation(len(train_enc))
-                for s in range(steps_per_epoch):
-                    if stop.requested:
-                        status = "interrupted"
-                        break
-                    b = collate([train_enc[i] for i in perm[s * cfg.batch_size:
-                                                            (s + 1) * cfg.batch_size]], cfg.task)
-                    logits, h = model(b.idx, b.mask, b.extract, b.group)
-                    l2 = task_loss(cfg.task, logits, b.labels)
-                    loss = l2
-                    l1 = None
-                    if cfg.lm_coef > 0:
-                        l1 = model.lm_loss(h, lm_targets(b.idx, b.mask))
-                        loss = l2 + l1 * cfg.lm_coef
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        raise TrainingError(f"loss became {value} at update {step + 1}; try a "
-                                            "lower --lr")
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    last = {"step": step, "epoch": epoch + 1, "loss": round(value, 6),
-                            "task_loss": round(l2.item(), 6), "lr": opt.last_lr}
-                    if l1 is not None:
-                        last["lm_loss"] = round(l1.item(), 6)
-                    if metrics_file:
-                        metrics_file.write(json.dumps(last) + "\n")
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{value:.3f}", task=f"{l2.item():.3f}")
-                        bar.update(1)
-                if status == "interrupted":
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-        if metrics_file:
-            metrics_file.close()
-    train_time = time.perf_counter() - t0
+    order = {}
 
-    metrics = None
-    if status == "completed":
-        metrics = evaluate_task(model, test_enc, cfg.task, data.labels, cfg.eval_batch_size)
-        log(f"held-out {data.name}: {headline(cfg.task, metrics)}")
-    info = {"task": cfg.task, "labels": list(data.labels), "clf_pdrop": cfg.clf_pdrop,
-            "data": data.name, "data_source": data.source, "metrics": metrics,
-            "special_tokens": special_ids(tokenizer)}
-    summary = {"status": status, "step": step, "total_steps": total, "metrics": metrics,
-               "last": last, "seconds": round(time.perf_counter() - t0, 1),
-               "train_seconds": round(train_time, 1), "model": model, "tokenizer": tokenizer,
-               "labels": list(data.labels), "truncated_train": tr_trunc.truncated_examples,
-               "truncated_test": te_trunc.truncated_examples}
-    if save:
-        ckpt = save_finetuned(out / "ckpt", model, tokenizer, info, {
-            "step": step, "status": status, "finetune_config": dataclasses.asdict(cfg),
-            "last": last})
-        (out / "results.json").write_text(json.dumps({
-            "status": status, "step": step, "metrics": metrics, "data": data.name,
-            "task": cfg.task, "config": dataclasses.asdict(cfg),
-            "train_examples": len(train_enc), "test_examples": len(test_enc)}, indent=2))
-        summary["ckpt"] = str(ckpt)
-        if status == "interrupted":
-            log(f"interrupted at update {step} of {total}: checkpoint saved in {ckpt} "
-                "(not evaluated)")
+    def batch_loss(step):
+        epoch, s = divmod(step, steps_per_epoch)
+        if s == 0:
+            order["perm"] = order_rng.permutation(len(train_enc))
+        perm = order["perm"]
+        b = collate([train_enc[i] for i in perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]],
+                    cfg.task)
+        logits, h = model(b.idx, b.mask, b.extract, b.group)
+        l2 = task_loss(cfg.task, logits, b.labels)
+        extra = {"epoch": epoch + 1, "task_loss": round(l2.item(), 6)}
+        if cfg.lm_coef <= 0:
+            return l2, extra
+        l1 = model.lm_loss(h, lm_targets(b.idx, b.mask))
+        extra["lm_loss"] = round(l1.item(), 6)
+        return l2 + l1 * cfg.lm_coef, extra
+
+    last = {}
+
+    def on_row(step, row):
+        last.clear()
+        last.update(row)
+
+    with Run(folder, progress=progress) as run:
+        run.start_progress(total, 0, f"finetune {cfg.task}")
+        model.train()
+        status, step = run_loop(
+            run, optimizer=opt, batch_loss=batch_loss, start=0, total=total, on_row=on_row,
+            postfix=lambda row: {"loss": f"{row['loss']:.3f}", "task": f"{row['task_loss']:.3f}"},
+            what="update", hint="Try a lower --lr.")
+        run.end_progress()
+        train_time = time.perf_counter() - t0
+
+        metrics = None
+        if status == "completed":
+            metrics = evaluate_task(model, test_enc, cfg.task, data.labels, cfg.eval_batch_size)
+            log(f"held-out {data.name}: {headline(cfg.task, metrics)}")
+        info = {"task": cfg.task, "labels": list(data.labels), "clf_pdrop": cfg.clf_pdrop,
+                "data": data.name, "data_source": data.source, "metrics": metrics,
+                "special_tokens": special_ids(tokenizer)}
+        summary = {"status": status, "step": step, "total_steps": total, "metrics": metrics,
+                   "last": dict(last), "seconds": round(time.perf_counter() - t0, 1),
+                   "train_seconds": round(train_time, 1), "model": model,
+                   "tokenizer": tokenizer, "labels": list(data.labels),
+                   "truncated_train": tr_trunc.truncated_examples,
+                   "truncated_test": te_trunc.truncated_examples}
+        if save:
+            ckpt = run.checkpoint(lambda: save_finetuned(out / "ckpt", model, tokenizer, info, {
+                "step": step, "status": status, "finetune_config": dataclasses.asdict(cfg),
+                "last": dict(last)}))
+            atomic_write_text(out / "results.json", json.dumps({
+                "status": status, "step": step, "metrics": metrics, "data": data.name,
+                "task": cfg.task, "config": dataclasses.asdict(cfg),
+                "train_examples": len(train_enc), "test_examples": len(test_enc)}, indent=2))
+            summary["ckpt"] = str(ckpt)
+            if status == "interrupted":
+                log(f"interrupted at update {step} of {total}: checkpoint saved in {ckpt} "
+                    "(not evaluated)")
     return summary
 
 
@@ -415,6 +394,10 @@ def predict(ckpt, input_path, batch_size: int = 64, out=None, log=None) -> dict:
 def add_commands(sub) -> None:
     """Register `finetune` and `predict` on the `minigpt` command line's subparsers."""
     d = FinetuneConfig()
+
+    def ranged(field):  # the argparse type of a FinetuneConfig field: its rule, at parse time
+        return argparse_type(FINETUNE_RULES[field])
+
     p = sub.add_parser("finetune", help="fine-tune a pretrained model on a task (L2 + lambda*L1)")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--data", required=True,
@@ -425,21 +408,24 @@ def add_commands(sub) -> None:
                    "every 10th example of --data is held out)")
     p.add_argument("--init", required=True, help="pretrained run or checkpoint directory")
     p.add_argument("--out", required=True, help="run directory for the fine-tuned checkpoint")
-    p.add_argument("--lm-coef", type=float, default=d.lm_coef,
+    p.add_argument("--lm-coef", type=ranged("lm_coef"), default=d.lm_coef,
                    help="lambda, weight of the auxiliary LM loss (0 switches it off)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup", type=float, default=d.warmup,
+    p.add_argument("--epochs", type=ranged("epochs"), default=d.epochs)
+    p.add_argument("--batch-size", type=ranged("batch_size"), default=d.batch_size)
+    p.add_argument("--lr", type=ranged("lr"), default=d.lr)
+    p.add_argument("--warmup", type=ranged("warmup"), default=d.warmup,
                    help="fraction of the updates spent warming up (linear), then linear decay")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
-    p.add_argument("--clf-pdrop", type=float, default=d.clf_pdrop, help="classifier dropout")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--weight-decay", type=ranged("weight_decay"), default=d.weight_decay)
+    p.add_argument("--max-grad-norm", type=ranged("max_grad_norm"), default=d.max_grad_norm)
+    p.add_argument("--clf-pdrop", type=ranged("clf_pdrop"), default=d.clf_pdrop,
+                   help="classifier dropout, in [0, 1)")
+    p.add_argument("--seed", type=ranged("seed"), default=d.seed)
     p.add_argument("--no-pretrain", action="store_true",
                    help="ablation: the --init architecture and tokenizer, random weights")
-    p.add_argument("--max-train", type=int, default=None, help="train on a random subset")
-    p.add_argument("--max-test", type=int, default=None, help="evaluate on a random subset")
+    p.add_argument("--max-train", type=ranged("max_train"), default=None,
+                   help="train on a random subset")
+    p.add_argument("--max-test", type=ranged("max_test"), default=None,
+                   help="evaluate on a random subset")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_finetune)
@@ -447,7 +433,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("predict", help="predictions of a fine-tuned checkpoint for a file")
     p.add_argument("--ckpt", required=True, help="fine-tuned run or checkpoint directory")
     p.add_argument("--input", required=True, help="a file in the task's format (labels optional)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=ranged("eval_batch_size"), default=64)
     p.set_defaults(func=cmd_predict)
 
 

@@ -1,9 +1,14 @@
 """Language-model pretraining (the paper's L1 objective) with safe, exactly resumable checkpoints.
 
 A run directory holds:
-    ckpt/          the latest checkpoint (see checkpoint.py), replaced atomically
+    ckpt/          the latest checkpoint (see checkpoint.py), replaced by a crash-proof swap
     metrics.jsonl  one JSON line per step: step, loss, lr, tokens/s, and val_loss when evaluated
     loss.png       the loss curves (written at the end, when matplotlib is installed)
+    .lock          while a process trains there (see loop.py)
+
+Every argument and input (ranges, preset, corpus) is checked before the run directory is
+touched; the folder guard, lock, Ctrl-C, progress bar and NaN stop are loop.py's, shared with
+fine-tuning.
 
 Resuming restores weights, Adam moments, the step, and both random streams (dropout and batch
 sampling), so a run stopped and resumed follows the uninterrupted run's loss curve exactly.
@@ -11,9 +16,6 @@ sampling), so a run stopped and resumed follows the uninterrupted run's loss cur
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +28,12 @@ from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive
                       positive_int)
 from ..model import GPT, GPTConfig
 from ..optim import Adam, warmup_cosine
-from .checkpoint import load_checkpoint, save_checkpoint
-from .loop import StopOnCtrlC, TrainingError
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .loop import Run, RunDirectory, TrainingError, read_metrics, run_loop, write_metrics
+
+__all__ = ["TrainConfig", "TRAIN_RULES", "pretrain", "evaluate", "evaluate_full", "plot_losses"]
+
+RESUME_KEYS = ("step", "train_config", "data_rng", "dropout_rng", "optimizer")
 
 
 # the documented range of each numeric TrainConfig field (the CLI checks the same at parse time)
@@ -126,12 +132,6 @@ def evaluate_full(model: GPT, data: np.ndarray, block_size: int, batch_size: int
     return total / count
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_losses(run_dir, out_png=None) -> Path | None:
     """Write the train/val loss curves of a run to loss.png (None if matplotlib is missing)."""
     try:
@@ -141,7 +141,7 @@ def plot_losses(run_dir, out_png=None) -> Path | None:
     except ImportError:
         return None
     run_dir = Path(run_dir)
-    rows = _read_metrics(run_dir / "metrics.jsonl")
+    rows = read_metrics(run_dir / "metrics.jsonl")
     if not rows:
         return None
     out_png = Path(out_png or run_dir / "loss.png")
@@ -161,121 +161,157 @@ def plot_losses(run_dir, out_png=None) -> Path | None:
     return out_png
 
 
-def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
-             log=print) -> dict:
-    """Train (or resume) a GPT language model; returns a summary dict of the run."""
-    from ..data import encode_corpus, get_batch, load_corpus
+def _resumed_config(out: Path, state: dict, cfg: TrainConfig) -> TrainConfig:
+    """The checkpoint's training arguments (with a new --steps, if given); CheckpointError
+    naming state.json when it is not a resumable pretraining state."""
+    state_file = resolve_checkpoint(out) / "state.json"
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{state_file}: cannot resume, missing {', '.join(missing)} (not "
+                              "a pretraining checkpoint, or a weights-only one?)")
+    saved = state["train_config"]
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{state_file}: 'train_config' must be a JSON object")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise CheckpointError(f"{state_file}: unknown training arguments {unknown}")
+    if isinstance(state["step"], bool) or not isinstance(state["step"], int) or state["step"] < 0:
+        raise CheckpointError(f"{state_file}: 'step' must be an integer >= 0, got "
+                              f"{state['step']!r}")
+    try:
+        saved = TrainConfig(**saved)
+    except ValueError as e:
+        raise CheckpointError(f"{state_file}: train_config: {e}") from None
+    return dataclasses.replace(saved, steps=saved.steps if cfg.steps is None else cfg.steps,
+                               out=str(out))
 
-    if cfg.steps is None and not resume:
-        raise TrainingError("steps=None (keep the checkpoint's number of steps) needs resume=True")
-    out = Path(cfg.out)
-    ckpt_dir = out / "ckpt"
-    state = {}
-    if resume:
-        model, tokenizer, state = load_checkpoint(out, with_optimizer_state=True)
-        saved = TrainConfig(**state["train_config"])
-        cfg = dataclasses.replace(saved, steps=saved.steps if cfg.steps is None else cfg.steps,
-                                  out=str(out))
-    elif out.exists() and any(out.iterdir()):
-        if not force:
-            raise TrainingError(f"output directory {out} already exists; pass --force to "
-                                "overwrite it or --resume to continue it")
-        shutil.rmtree(out)
 
-    corpus = load_corpus(cfg.data)
-    if not resume:
-        tokenizer = _build_tokenizer(cfg, corpus)
-        model = GPT(_model_config(cfg, tokenizer.vocab_size), seed=cfg.seed)
-    block = model.config.n_ctx if cfg.block_size is None else cfg.block_size
+def _prepare_data(cfg: TrainConfig, tokenizer, corpus, block: int):
+    from ..data import encode_corpus
     train_ids = encode_corpus(tokenizer, corpus.train)
     val_ids = encode_corpus(tokenizer, corpus.val)
     for name, ids in (("train", train_ids), ("validation", val_ids)):
         if len(ids) <= block:
             raise TrainingError(f"the {name} split has {len(ids)} tokens, fewer than "
                                 f"block_size + 1 = {block + 1}")
+    return train_ids, val_ids
 
-    opt = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-               max_grad_norm=cfg.max_grad_norm, schedule=warmup_cosine(cfg.warmup, cfg.steps))
-    data_rng = np.random.default_rng(cfg.seed)
-    mgrandom.manual_seed(cfg.seed)
-    step = 0
-    if resume:
-        opt.load_state_dict(state["optimizer"])
-        data_rng.bit_generator.state = state["data_rng"]
-        mgrandom.set_state(state["dropout_rng"])
-        step = int(state["step"])
-        if step >= cfg.steps:
-            log(f"checkpoint is at step {step}, nothing to do for --steps {cfg.steps}")
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / "metrics.jsonl"
-    # keep the metrics up to the resumed step: a crash after the checkpoint wrote lines beyond it
-    rows = [r for r in _read_metrics(metrics_path) if r["step"] <= step]
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    def checkpoint():
-        save_checkpoint(ckpt_dir, model, tokenizer, opt, {
-            "step": step, "train_config": dataclasses.asdict(cfg),
+def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
+             log=print) -> dict:
+    """Train (or resume) a GPT language model; returns a summary dict of the run.
+
+    Order: arguments, corpus, tokenizer and model are checked first; only then is the run
+    directory taken (loop.RunDirectory: lock, --force keeping the old run until the new one's
+    first checkpoint). cfg.steps None with resume: keep the checkpoint's own --steps.
+    """
+    from ..data import get_batch, load_corpus
+
+    out = Path(cfg.out)
+    folder = RunDirectory(out, force=force, resume=resume, command="pretrain", log=log)
+    folder.check()
+    if not resume:
+        if cfg.steps is None:
+            raise ValueError("steps is required (None keeps a checkpoint's own steps, with "
+                             "resume only)")
+        corpus = load_corpus(cfg.data)
+        tokenizer = _build_tokenizer(cfg, corpus)
+        model = GPT(_model_config(cfg, tokenizer.vocab_size), seed=cfg.seed)
+        block = model.config.n_ctx if cfg.block_size is None else cfg.block_size
+        train_ids, val_ids = _prepare_data(cfg, tokenizer, corpus, block)
+
+    # the folder is locked from here on (for --resume: before the checkpoint is read)
+    with Run(folder, progress=progress, append_metrics=resume) as run:
+        state = {}
+        if resume:
+            model, tokenizer, state = load_checkpoint(out, with_optimizer_state=True)
+            cfg = _resumed_config(out, state, cfg)
+            corpus = load_corpus(cfg.data)
+            block = model.config.n_ctx if cfg.block_size is None else cfg.block_size
+            train_ids, val_ids = _prepare_data(cfg, tokenizer, corpus, block)
+        opt = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                   max_grad_norm=cfg.max_grad_norm, schedule=warmup_cosine(cfg.warmup, cfg.steps))
+        data_rng = np.random.default_rng(cfg.seed)
+        mgrandom.manual_seed(cfg.seed)
+        step = 0
+        if resume:
+            try:
+                opt.load_state_dict(state["optimizer"])
+                data_rng.bit_generator.state = state["data_rng"]
+                mgrandom.set_state(state["dropout_rng"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"{resolve_checkpoint(out) / 'state.json'}: cannot restore "
+                                      f"the optimizer or random state ({type(e).__name__}: {e})"
+                                      ) from None
+            step = int(state["step"])
+            if step >= cfg.steps:
+                log(f"checkpoint is at step {step}, nothing to do for --steps {cfg.steps}")
+            # keep the metrics up to the resumed step: a crash after the checkpoint wrote lines
+            # beyond it (and maybe a torn last line, skipped with a warning)
+            metrics_path = out / "metrics.jsonl"
+            write_metrics(metrics_path, [r for r in read_metrics(metrics_path)
+                                         if r["step"] <= step])
+        summary = _train(run, cfg, model, tokenizer, opt, data_rng, step, state, block,
+                         train_ids, val_ids, log, get_batch)
+    png = plot_losses(out)
+    summary["plot"] = str(png) if png else None
+    return summary
+
+
+def _train(run: Run, cfg, model, tokenizer, opt, data_rng, step, state, block, train_ids,
+           val_ids, log, get_batch) -> dict:
+    out = Path(cfg.out)
+    ckpt_dir = out / "ckpt"
+    last = {"loss": state.get("last_loss"), "val": state.get("last_val_loss")}
+
+    def checkpoint(at):
+        run.checkpoint(lambda: save_checkpoint(ckpt_dir, model, tokenizer, opt, {
+            "step": at, "train_config": dataclasses.asdict(cfg),
             "data_rng": data_rng.bit_generator.state, "dropout_rng": mgrandom.get_state(),
-            "last_loss": last_loss, "last_val_loss": last_val})
+            "last_loss": last["loss"], "last_val_loss": last["val"]}))
 
     n_params = model.num_parameters()
     log(f"model: {cfg.preset} preset, {n_params:,} parameters, vocab {model.config.vocab_size}, "
         f"context {block}; data: {cfg.data} ({len(train_ids):,} train / {len(val_ids):,} val tokens)")
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", dynamic_ncols=True)
-    last_loss = state.get("last_loss")
-    last_val = state.get("last_val_loss")
-    status = "completed"
+    clock = {"t": time.perf_counter()}
+
+    def batch_loss(s):
+        x, y = get_batch(train_ids, cfg.batch_size, block, data_rng)
+        clock["tokens"] = x.size
+        return model.loss(x, y), {}
+
+    def on_row(s, row):
+        last["loss"] = row["loss"]
+        now = time.perf_counter()
+        row["tokens_per_s"] = round(clock["tokens"] / (now - clock["t"]), 1)
+        clock["t"] = now
+        if s % cfg.eval_interval == 0 or s == cfg.steps:
+            last["val"] = evaluate(model, val_ids, block, cfg.batch_size, cfg.eval_batches)
+            row["val_loss"] = round(last["val"], 6)
+            clock["t"] = time.perf_counter()  # evaluation time is not training speed
+
+    def after_step(s):
+        if s % cfg.ckpt_interval == 0 and s < cfg.steps:
+            checkpoint(s)
+            clock["t"] = time.perf_counter()
+
+    def postfix(row):
+        post = {"loss": f"{row['loss']:.3f}", "tok/s": f"{row['tokens_per_s']:.0f}"}
+        if last["val"] is not None:
+            post["val"] = f"{last['val']:.3f}"
+        return post
+
+    run.start_progress(cfg.steps, step, "pretrain")
     model.train()
-    t_last = time.perf_counter()
-    stop = StopOnCtrlC()
-    try:
-        with stop, metrics_path.open("a") as mf:
-            while step < cfg.steps:
-                if stop.requested:
-                    status = "interrupted"
-                    break
-                x, y = get_batch(train_ids, cfg.batch_size, block, data_rng)
-                loss = model.loss(x, y)
-                value = loss.item()
-                if not math.isfinite(value):
-                    status = "diverged"
-                    raise TrainingError(
-                        f"loss became {value} at step {step + 1}; stopping. The last good "
-                        f"checkpoint (if any) is kept in {ckpt_dir}. Try a lower --lr.")
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                step += 1
-                last_loss = value
-                now = time.perf_counter()
-                row = {"step": step, "loss": round(value, 6), "lr": opt.last_lr,
-                       "tokens_per_s": round(x.size / (now - t_last), 1)}
-                t_last = now
-                if step % cfg.eval_interval == 0 or step == cfg.steps:
-                    last_val = evaluate(model, val_ids, block, cfg.batch_size, cfg.eval_batches)
-                    row["val_loss"] = round(last_val, 6)
-                    t_last = time.perf_counter()  # evaluation time is not training speed
-                mf.write(json.dumps(row) + "\n")
-                mf.flush()
-                if bar is not None:
-                    post = {"loss": f"{value:.3f}", "tok/s": f"{row['tokens_per_s']:.0f}"}
-                    if last_val is not None:
-                        post["val"] = f"{last_val:.3f}"
-                    bar.set_postfix(post)
-                    bar.update(1)
-                if step % cfg.ckpt_interval == 0 and step < cfg.steps:
-                    checkpoint()
-                    t_last = time.perf_counter()
-    finally:
-        if bar is not None:
-            bar.close()
-    checkpoint()
+    status, step = run_loop(
+        run, optimizer=opt, batch_loss=batch_loss, start=step, total=cfg.steps, on_row=on_row,
+        after_step=after_step, postfix=postfix,
+        hint=f"The last good checkpoint (if any) is kept in {ckpt_dir}. Try a lower --lr.")
+    run.end_progress()
+    checkpoint(step)
     if status == "interrupted":
         log(f"interrupted: checkpoint saved at step {step} in {ckpt_dir} (continue with --resume)")
-    png = plot_losses(out)
-    return {"status": status, "step": step, "loss": last_loss, "val_loss": last_val,
-            "out": str(out), "ckpt": str(ckpt_dir), "plot": str(png) if png else None,
-            "parameters": n_params, "model": model, "tokenizer": tokenizer}
+    return {"status": status, "step": step, "loss": last["loss"], "val_loss": last["val"],
+            "out": str(out), "ckpt": str(ckpt_dir), "parameters": n_params, "model": model,
+            "tokenizer": tokenizer}
