@@ -34,9 +34,9 @@ import numpy as np
 from ..backend import cupy_module, get_array_module, is_cupy_array
 
 __all__ = ["KERNEL_FILES", "KernelCompileError", "kernel_dir", "load_source", "CupyKernels",
-           "kernel_provider", "get_provider", "launch", "as_kernel_array",
-           "address", "i32", "f32", "cdiv", "empty_output", "poison_outputs",
-           "use_fused", "fused_enabled", "is_kernel_array"]
+           "kernel_provider", "get_provider", "launch", "as_kernel_array", "as_index_array",
+           "pointer_table", "address", "i32", "f32", "cdiv", "empty_output",
+           "poison_outputs", "use_fused", "fused_enabled", "is_kernel_array"]
 
 KERNEL_FILES = {
     "softmax_naive": "01_softmax_naive.cu",
@@ -44,6 +44,9 @@ KERNEL_FILES = {
     "attention_naive": "03_attention_naive.cu",
     "attention_flash_fwd": "04_attention_flash_fwd.cu",
     "attention_flash_bwd": "05_attention_flash_bwd.cu",
+    "layernorm": "06_layernorm.cu",
+    "softmax_xent": "08_softmax_xent.cu",
+    "adam": "09_adam.cu",
     "attention_flash_bwd_onepass": "10_attention_flash_bwd_onepass.cu",
 }
 COMPILE_OPTIONS = ("-std=c++17",)
@@ -140,6 +143,12 @@ class CupyKernels:
         return int(rt.deviceGetAttribute(rt.cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                          rt.getDevice()))
 
+    def pointer_table(self, arrays):
+        """A device array of the arrays' addresses, which a kernel reads as `float* const*`
+        (09_adam.cu: every parameter in one launch). The caller keeps the arrays alive."""
+        cupy = cupy_module()
+        return cupy.asarray(np.array([a.data.ptr for a in arrays], dtype=np.uint64))
+
 
 _provider = None
 
@@ -202,6 +211,28 @@ def as_kernel_array(a, name: str = "array"):
     if a.size and address(a) % 16:
         a = a.copy()  # fresh allocations are aligned (NumPy 16 bytes, CuPy 256)
     return a
+
+
+def as_index_array(a, name: str = "indices", check_range: bool = True):
+    """Integer array `a` as C-contiguous int32 (the kernels index with 32-bit ints); a value
+    outside int32 is an OverflowError, a float array a TypeError. check_range=False skips the
+    range check (it reads the values back from the GPU) where the caller validated them."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is None or dtype.kind not in "iu":
+        raise TypeError(f"{name}: the CUDA kernels take integer index arrays, got "
+                        f"{dtype if dtype is not None else type(a).__name__}")
+    xp = get_array_module(a)
+    if dtype != np.int32:
+        if check_range and a.size and dtype.itemsize >= 4 and (int(a.max()) >= 2**31 or int(a.min()) < -2**31):
+            raise OverflowError(f"{name}: a value does not fit the kernels' 32-bit int")
+        a = a.astype(np.int32)
+    return xp.ascontiguousarray(a)
+
+
+def pointer_table(arrays):
+    """The arrays' addresses as a device array a kernel reads as `float* const*`, made by the
+    current provider (tools/cuda_emu passes the arrays themselves). Arrays: as_kernel_array's."""
+    return get_provider().pointer_table(arrays)
 
 
 def i32(x, name: str = "value") -> np.int32:

@@ -51,6 +51,13 @@ inline float2 make_float2(float a, float b) { return float2{a, b}; }
 
 inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
+// IEEE round-to-nearest arithmetic that CUDA never contracts into an FMA (09_adam.cu uses them
+// to reproduce NumPy's float32 rounding step by step). x86-64 without -march has no FMA either.
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return sqrtf(a); }
 
 struct EmuBlock {
   explicit EmuBlock(int nthreads)
@@ -116,8 +123,9 @@ void emu_launch(dim3 grid, dim3 block, size_t smem_bytes, Body body) {
 }
 
 // ---- the command-line driver: `exe KERNEL gx gy gz bx by bz smem ARG...` ----------------------
-// ARG is i:<int>, f:<float, hex allowed>, p:<file>:<count> (a const float* read from the file)
-// or w:<file>:<count> (a float* read from the file and written back to it after the launch).
+// ARG is i:<int>, f:<float, hex allowed>, p:<file>:<count> (a const float* read from the file),
+// w:<file>:<count> (a float* read from the file and written back to it after the launch),
+// I:<file>:<count> (a const int*) or t:<file>:<count>,... (a float* const* table, written back).
 
 struct EmuBuf {
   std::string path;
@@ -154,6 +162,29 @@ template <> struct EmuArg<const float*> {
 };
 template <> struct EmuArg<float*> {
   static float* get(const char* s, std::vector<EmuBuf>& b) { return emu_load(s, b, true); }
+};
+// I:<file>:<count>: a const int* (int32 indices, e.g. 08's targets), read-only.
+template <> struct EmuArg<const int*> {
+  static const int* get(const char* s, std::vector<EmuBuf>& b) {
+    static_assert(sizeof(int) == sizeof(float), "int32 buffers travel as 4-byte words");
+    return reinterpret_cast<const int*>(emu_load(s, b, false));
+  }
+};
+// t:<file>:<count>,<file>:<count>,...: a table of float pointers (09's multi-tensor Adam); every
+// buffer is read from its file and written back after the launch.
+template <> struct EmuArg<float* const*> {
+  static float* const* get(const char* s, std::vector<EmuBuf>& b) {
+    static std::vector<std::vector<float*>> tables;  // live until the process exits
+    tables.emplace_back();
+    std::string rest(s + 2);
+    while (!rest.empty()) {
+      const size_t comma = rest.find(',');
+      const std::string one = "w:" + rest.substr(0, comma);
+      tables.back().push_back(emu_load(one.c_str(), b, true));
+      rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+    }
+    return tables.back().data();
+  }
 };
 
 template <typename... A, size_t... I>

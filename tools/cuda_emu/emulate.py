@@ -33,6 +33,19 @@ _MACRO_KERNEL_RE = re.compile(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\
 _INSTANCE_RE = re.compile(r"^MG_FLASH_\w+\((\d+)", re.M)
 
 
+class PointerTable:
+    """A device array of float pointers (09_adam.cu's multi-tensor tables), emulated: the
+    arrays themselves travel, and the kernel gets a float* const* to their copies."""
+
+    def __init__(self, arrays):
+        self.arrays = list(arrays)
+        for a in self.arrays:
+            if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous):
+                raise TypeError("a pointer table holds C-contiguous float32 NumPy arrays")
+        if not self.arrays:
+            raise ValueError("an empty pointer table")
+
+
 def have_compiler() -> bool:
     return shutil.which("g++") is not None
 
@@ -72,14 +85,29 @@ class EmulatedKernel:
         with tempfile.TemporaryDirectory(prefix="mg_emu_") as tmp:
             specs, arrays = [], []
             for n, a in enumerate(args):
-                if isinstance(a, np.ndarray):
+                if isinstance(a, PointerTable):
+                    entries = []
+                    for k, t in enumerate(a.arrays):
+                        path = os.path.join(tmp, f"a{n}_{k}.bin")
+                        t.tofile(path)
+                        entries.append(f"{path}:{t.size}")
+                        arrays.append((t, path))
+                    specs.append("t:" + ",".join(entries))
+                elif isinstance(a, np.ndarray) and a.dtype == np.int32:
+                    if not a.flags.c_contiguous:
+                        raise TypeError(f"{self.name} argument {n}: int32 arrays must be C-contiguous")
+                    path = os.path.join(tmp, f"a{n}.bin")
+                    a.tofile(path)
+                    specs.append(f"I:{path}:{a.size}")
+                elif isinstance(a, np.ndarray):
                     if a.dtype != np.float32 or not a.flags.c_contiguous:
                         raise TypeError(f"{self.name} argument {n}: arrays must be C-contiguous "
                                         f"float32, got {a.dtype} contiguous={a.flags.c_contiguous}")
                     path = os.path.join(tmp, f"a{n}.bin")
                     a.tofile(path)
                     specs.append(f"{'w' if a.flags.writeable else 'p'}:{path}:{a.size}")
-                    arrays.append((a, path))
+                    if a.flags.writeable:
+                        arrays.append((a, path))
                 elif isinstance(a, np.int32):
                     specs.append(f"i:{int(a)}")
                 elif isinstance(a, np.float32):
@@ -96,9 +124,8 @@ class EmulatedKernel:
             if res.returncode != 0 or "ERROR:" in res.stderr or "WARNING: ThreadSanitizer" in res.stderr:
                 raise RuntimeError(f"emulated kernel {self.name} failed (exit {res.returncode}):\n"
                                    f"{res.stderr[-4000:]}")
-            for a, path in arrays:
-                if a.flags.writeable:
-                    a[...] = np.fromfile(path, dtype=np.float32).reshape(a.shape)
+            for a, path in arrays:  # the written float buffers, pointer tables' included
+                a[...] = np.fromfile(path, dtype=np.float32).reshape(a.shape)
 
 
 class EmulatedKernels:
@@ -162,3 +189,7 @@ class EmulatedKernels:
     # what minigpt.cuda.loader asks a provider about the device
     def max_shared_memory(self) -> int:
         return 227 * 1024  # an H100's opt-in limit
+
+    def pointer_table(self, arrays) -> PointerTable:
+        """What CupyKernels.pointer_table makes on the GPU: a table of the arrays' addresses."""
+        return PointerTable(arrays)

@@ -1,0 +1,135 @@
+"""GPT-1's Adam on the GPU over every parameter at once: the launch code of kernels/09_adam.cu.
+
+    from minigpt.cuda import adam
+    norm = adam.grad_norm(grads)                       # one launch + one read of the partials
+    adam.update_arrays(ps, gs, ms, vs, wds, lr_t, betas, eps, clip)   # one launch
+
+minigpt.optim.Adam.step calls `update_all(...)` first: when every array is a CuPy float32
+C-contiguous array (and the mode is "auto", the kernels switched on) the whole update is one
+launch of adam_update and it returns True; otherwise it returns False and the optimizer runs
+its per-parameter update chosen by minigpt.dispatch. `grad_norm` is registered as the "cuda"
+implementation of the op "grad_norm" (the norm that clipping compares to max_grad_norm).
+
+The update is optim.adam_update's formula with the same float32 rounding step by step (see
+the kernel's header), so on the same gradients and clip factor it gives the same bits.
+
+The tables a launch reads (kernels/09's header): a pointer table of the 4n arrays, built for
+each step (the gradients are new arrays every step), and the chunk and size tables, cached per
+list of sizes: chunk k = (tensor, first element), CHUNK elements at most, one block each.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dispatch
+from ..backend import get_array_module, is_cupy_array, to_numpy
+from .loader import (KERNEL_FILES, as_kernel_array, empty_output, f32, fused_enabled, i32,
+                     launch, pointer_table)
+
+__all__ = ["ADAM_THREADS", "CHUNK", "chunk_table", "grad_norm", "update_arrays", "update_all",
+           "can_fuse_adam"]
+
+ADAM_THREADS = 256
+CHUNK = 1 << 14   # elements per block: 64 per thread; GPT-1's 116M parameters are ~7100 blocks
+_TABLES: dict = {}  # (library, device, sizes, CHUNK) -> (chunks, sizes) arrays; a few entries
+
+
+def chunk_table(sizes, chunk: int) -> np.ndarray:
+    """(nchunks, 2) int32: (tensor index, first element) of each chunk; empty tensors have none."""
+    rows = [(t, s) for t, n in enumerate(sizes) for s in range(0, n, chunk)]
+    return np.array(rows, dtype=np.int32).reshape(-1, 2)
+
+
+def _tables(xp, sizes):
+    """The chunk and size tables for these tensor sizes, on xp's device (cached)."""
+    device = xp.cuda.runtime.getDevice() if xp is not np else -1
+    key = (xp.__name__, device, sizes, CHUNK)
+    hit = _TABLES.get(key)
+    if hit is None:
+        if len(_TABLES) >= 8:  # a few parameter lists per process; never grow without bound
+            _TABLES.clear()
+        for n in sizes:
+            i32(n, "parameter size")
+        hit = _TABLES[key] = (xp.asarray(chunk_table(sizes, CHUNK)),
+                              xp.asarray(np.array(sizes, dtype=np.int32)))
+    return hit
+
+
+def _float32_arrays(arrays, what: str):
+    out = []
+    for a in arrays:
+        if a.dtype != np.float32 or not a.flags.c_contiguous:
+            raise TypeError(f"{what}: the Adam kernel updates C-contiguous float32 arrays in "
+                            f"place, got {a.dtype} contiguous={a.flags.c_contiguous}")
+        out.append(a)
+    return out
+
+
+def grad_norm(grads) -> float:
+    """sqrt(sum of g.g over the gradients): adam_sumsq's per-chunk sums (float32, fixed tree),
+    added on the host in float64 in chunk order. The same bits on every run."""
+    grads = [as_kernel_array(g, "grad") for g in grads if g.size]
+    if not grads:
+        return 0.0
+    xp = get_array_module(grads[0])
+    chunks, sizes = _tables(xp, tuple(int(g.size) for g in grads))
+    partial = empty_output(xp, (chunks.shape[0],))
+    launch(KERNEL_FILES["adam"], "adam_sumsq", (chunks.shape[0],), (ADAM_THREADS,),
+           (pointer_table(grads), chunks, sizes, partial, i32(0), i32(CHUNK)),
+           (ADAM_THREADS // 32) * 4)
+    return math.sqrt(float(to_numpy(partial).astype(np.float64).sum()))
+
+
+def update_arrays(ps, gs, ms, vs, wds, lr_t: float, betas, eps: float, clip=None) -> None:
+    """Adam's update of every (p, g, m, v) in place, in one launch: optim.adam_update for each,
+    weight decay wds[i] for the i-th. clip: None or the factor g is first scaled by (written
+    back to g, as optim's `g *= clip` does)."""
+    arrays = [_float32_arrays(a, name) for a, name in ((ps, "p"), (gs, "grad"), (ms, "m"),
+                                                        (vs, "v"))]
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays) or len(wds) != n:
+        raise ValueError("update_arrays: p, grad, m, v and weight decay lists differ in length")
+    for p, g, m, v in zip(*arrays):
+        if not p.shape == g.shape == m.shape == v.shape:
+            raise ValueError(f"update_arrays: p {p.shape}, grad {g.shape}, m {m.shape}, "
+                             f"v {v.shape} differ")
+    keep = [i for i in range(n) if arrays[0][i].size]  # empty parameters: nothing to do
+    if not keep:
+        return
+    ps, gs, ms, vs = ([a[i] for i in keep] for a in arrays)
+    xp = get_array_module(ps[0])
+    chunks, sizes = _tables(xp, tuple(int(p.size) for p in ps))
+    wd = xp.asarray(np.array([wds[i] for i in keep], dtype=np.float32))
+    b1, b2 = betas
+    launch(KERNEL_FILES["adam"], "adam_update", (chunks.shape[0],), (ADAM_THREADS,),
+           (pointer_table(ps + gs + ms + vs), chunks, sizes, wd, i32(len(ps)), i32(CHUNK),
+            f32(b1), f32(1.0 - b1), f32(b2), f32(1.0 - b2), f32(eps), f32(lr_t),
+            f32(clip if clip is not None else 1.0), i32(clip is not None)))
+
+
+def can_fuse_adam(arrays) -> bool:
+    """Mode "auto", kernels on, and every array a CuPy float32 C-contiguous array."""
+    return (dispatch.current_mode() == "auto" and fused_enabled() and len(arrays) > 0
+            and all(is_cupy_array(a) and a.dtype == np.float32 and a.flags.c_contiguous
+                    for a in arrays))
+
+
+def update_all(jobs, lr_t: float, betas, eps: float, clip=None) -> bool:
+    """The hook of minigpt.optim.Adam.step. jobs: (p, g, m, v, weight_decay) per parameter with
+    a gradient. Runs the one-launch update and returns True when can_fuse_adam holds for
+    every array; returns False (nothing done) otherwise."""
+    jobs = list(jobs)
+    if not jobs or not can_fuse_adam([a for job in jobs for a in job[:4]]):
+        return False
+    ps, gs, ms, vs, wds = (list(col) for col in zip(*jobs))
+    update_arrays(ps, gs, ms, vs, wds, lr_t, betas, eps, clip)
+    return True
+
+
+def _supports_grad_norm(*grads, **options) -> bool:
+    return fused_enabled() and all(is_cupy_array(g) and g.dtype == np.float32 for g in grads)
+
+
+dispatch.register("grad_norm", "cuda", grad_norm, supports=_supports_grad_norm)
