@@ -56,6 +56,25 @@ probability = Rule("probability", float, "a number in (0, 1]", lambda v: 0 < v <
 fraction = Rule("fraction", float, "a number in [0, 1)", lambda v: 0 <= v < 1)  # dropout, warmup share
 
 
+def argparse_type(rule: Rule):
+    """The rule as an argparse `type=`: parse the text as int or float, then check the range,
+    so a bad value is a parse-time error such as `minigpt pretrain: error: argument --steps:
+    must be an integer >= 1, got 0` (exit status 2)."""
+    import argparse
+
+    def convert(text):
+        try:
+            value = rule.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule.expected}, got {text!r}") from None
+        try:
+            return rule(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = rule.__name__  # argparse names the type in some messages
+    return convert
+
+
 def check_fields(obj, rules: dict) -> None:
     """Apply `rules` ({field: Rule}) to the attributes of a config object (a field that is
     None is an option left unset, and is skipped)."""

@@ -20,29 +20,13 @@ import numpy as np
 from . import checks
 
 
-def _arg_type(rule):
-    """An argparse type from a minigpt.checks rule: a bad value is a parse-time error such as
-    `minigpt pretrain: error: argument --steps: must be an integer >= 1, got 0` (exit 2)."""
-    def convert(text):
-        try:
-            value = rule.kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {rule.expected}, got {text!r}") from None
-        try:
-            return rule(value)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    convert.__name__ = rule.__name__
-    return convert
-
-
 # argparse types for every argument with a documented range (the rules live in minigpt.checks)
-positive_int = _arg_type(checks.positive_int)        # >= 1
-nonneg_int = _arg_type(checks.nonneg_int)            # >= 0
-positive_float = _arg_type(checks.positive_float)    # > 0
-nonneg_float = _arg_type(checks.nonneg_float)        # >= 0
-probability = _arg_type(checks.probability)          # (0, 1]
-fraction = _arg_type(checks.fraction)                # [0, 1)
+positive_int = checks.argparse_type(checks.positive_int)        # >= 1
+nonneg_int = checks.argparse_type(checks.nonneg_int)            # >= 0
+positive_float = checks.argparse_type(checks.positive_float)    # > 0
+nonneg_float = checks.argparse_type(checks.nonneg_float)        # >= 0
+probability = checks.argparse_type(checks.probability)          # (0, 1]
+fraction = checks.argparse_type(checks.fraction)                # [0, 1)
 
 
 def _add_train_args(p: argparse.ArgumentParser, defaults) -> None:
@@ -51,7 +35,7 @@ def _add_train_args(p: argparse.ArgumentParser, defaults) -> None:
     from .training.pretrain import TRAIN_RULES
 
     def ranged(field):  # the argparse type of a TrainConfig field: its rule, at parse time
-        return _arg_type(TRAIN_RULES[field])
+        return checks.argparse_type(TRAIN_RULES[field])
 
     p.add_argument("--data", default=d.data, help="'shakespeare' (default) or a UTF-8 text file")
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS),

@@ -68,6 +68,7 @@ def tiny_checkpoint(path: Path, text: str = "to be or not to be, that is the que
 
 # ----------------------------------------------------------------------------- argument ranges
 
+FT = ["finetune", "--task", "classify", "--data", "rotten_tomatoes", "--init", "no-such-run"]
 PARSE_ERRORS = [
     # (argv, the message after "argument ")
     (["pretrain", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
@@ -100,6 +101,16 @@ PARSE_ERRORS = [
     (["eval", "--ckpt", "x", "--max-tokens", "0"], "--max-tokens: must be an integer >= 1, got 0"),
     (["demo", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
     (["demo", "--sample-tokens", "-1"], "--sample-tokens: must be an integer >= 0, got -1"),
+    (FT + ["--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
+    (FT + ["--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
+    (FT + ["--lr", "-0.001"], "--lr: must be a number > 0, got -0.001"),
+    (FT + ["--warmup", "1"], "--warmup: must be a number in [0, 1), got 1.0"),
+    (FT + ["--clf-pdrop", "1.2"], "--clf-pdrop: must be a number in [0, 1), got 1.2"),
+    (FT + ["--lm-coef", "-0.5"], "--lm-coef: must be a number >= 0, got -0.5"),
+    (FT + ["--max-train", "0"], "--max-train: must be an integer >= 1, got 0"),
+    (FT + ["--seed", "-2"], "--seed: must be an integer >= 0, got -2"),
+    (["predict", "--ckpt", "x", "--input", "y", "--batch-size", "0"],
+     "--batch-size: must be an integer >= 1, got 0"),
 ]
 
 
@@ -109,7 +120,7 @@ def test_arguments_outside_their_range_are_parse_errors(argv, message, tmp_path,
     write NaN into metrics.jsonl, `--steps 0` to crash after a step-0 checkpoint, `--top-k 0`
     to be ignored, `--max-new-tokens -5` to act as 0."""
     out = tmp_path / "run"
-    extra = ["--out", out] if argv[0] in ("pretrain", "demo") else []
+    extra = ["--out", out] if argv[0] in ("pretrain", "demo", "finetune") else []
     code, stdout, err = cli(argv + extra, capsys)
     assert code == 2
     assert f"minigpt {argv[0]}: error: argument {message}" in err, err
@@ -187,6 +198,21 @@ def test_train_config_checks_the_same_ranges_for_api_users(field, value, message
     from minigpt.training import TrainConfig
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("epochs", 0, "epochs must be an integer >= 1, got 0"),
+    ("lr", 0.0, "lr must be a number > 0, got 0.0"),
+    ("warmup", 1.0, r"warmup must be a number in \[0, 1\), got 1.0"),
+    ("clf_pdrop", -0.1, r"clf_pdrop must be a number in \[0, 1\), got -0.1"),
+    ("lm_coef", -1.0, "lm_coef must be a number >= 0, got -1.0"),
+    ("max_test", 0, "max_test must be an integer >= 1, got 0"),
+    ("task", "summarize", "unknown task 'summarize'"),
+])
+def test_finetune_config_checks_the_same_ranges_for_api_users(field, value, message):
+    from minigpt.training import FinetuneConfig
+    with pytest.raises(ValueError, match=message):
+        FinetuneConfig(**{field: value})
 
 
 def test_block_size_above_the_presets_context_is_an_error_before_anything_is_written(
