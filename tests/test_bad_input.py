@@ -5,6 +5,7 @@ missing a file, and user data files (unclosed quotes, swapped columns)."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -55,12 +56,12 @@ def cli(argv, capsys):
 
 
 def tiny_checkpoint(path: Path, text: str = "to be or not to be, that is the question\n",
-                    n_ctx: int = 16) -> Path:
-    """A small char-level checkpoint (random weights) with its tokenizer, at `path`."""
+                    n_ctx: int = 16, tok=None) -> Path:
+    """A small checkpoint (random weights) with its tokenizer (default: char-level), at `path`."""
     from minigpt import GPT, GPTConfig
     from minigpt.tokenizers import CharTokenizer
     from minigpt.training import save_checkpoint
-    tok = CharTokenizer.train(text)
+    tok = tok or CharTokenizer.train(text)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_ctx=n_ctx, n_layer=1, n_embd=16,
                           n_head=2), seed=0)
     return save_checkpoint(path, model, tok, state={"step": 0})
@@ -227,3 +228,77 @@ def test_block_size_above_the_presets_context_is_an_error_before_anything_is_wri
                           "context n_ctx=64"), err
     assert not out.exists()
 
+
+
+# ----------------------------------------------------------------------------- eval: characters
+
+def eval_numbers(out: str) -> dict:
+    import re
+    m = re.search(r"\(validation split, ([\d,]+) tokens, ([\d,]+) characters\)", out)
+    loss = float(re.search(r"validation loss: (\S+) nats/token", out)[1])
+    bpc = float(re.search(r"bits per char: +(\S+)", out)[1])
+    return {"tokens": int(m[1].replace(",", "")), "characters": int(m[2].replace(",", "")),
+            "loss": loss, "bpc": bpc}
+
+
+def test_eval_counts_an_unknown_character_as_one_and_warns(tmp_path, capsys):
+    """Each <unk> used to count as the 5 characters of its decoded text "<unk>": bits/char
+    came out far too low, silently. A char tokenizer predicts one character per token, so
+    bits/char must be exactly nats/token / ln 2, and the warning counts the unknown ones."""
+    import math
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    vocab = set(ckpt_vocab(ckpt))
+    text = "to be or not to be " * 50 + "naïve café, déjà vu; über " * 12
+    data = tmp_path / "accents.txt"
+    data.write_text(text, encoding="utf-8")
+    val = text[len(text) - len(text) // 10:]
+    expected_unknown = sum(c not in vocab for c in val[1:])  # the first token is context
+    assert expected_unknown > 10
+    code, out, err = cli(["eval", "--ckpt", ckpt, "--data", data], capsys)
+    assert code == 0, err
+    r = eval_numbers(out)
+    assert r["tokens"] == len(val) - 1 and r["characters"] == len(val) - 1
+    assert r["bpc"] == pytest.approx(r["loss"] / math.log(2), rel=2e-4)
+    assert f"warning: {expected_unknown:,} of the {len(val) - 1:,} characters" in err, err
+    assert "<unk>" in err and "over text that had them" in err
+
+    clean = tmp_path / "clean.txt"
+    clean.write_text("to be or not to be " * 60, encoding="utf-8")
+    code, out, err = cli(["eval", "--ckpt", ckpt, "--data", clean], capsys)
+    assert code == 0 and "warning" not in err
+
+
+def ckpt_vocab(ckpt):
+    from minigpt.tokenizers import load_tokenizer
+    return load_tokenizer(ckpt).chars
+
+
+def test_eval_max_tokens_counts_the_characters_of_the_evaluated_prefix(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")  # n_ctx 16: 40 tokens = 2 windows + a short one
+    data = tmp_path / "text.txt"
+    data.write_text("to be or not to be that is the question " * 30, encoding="utf-8")
+    code, out, err = cli(["eval", "--ckpt", ckpt, "--data", data, "--max-tokens", "40"], capsys)
+    assert code == 0, err
+    r = eval_numbers(out)
+    assert 30 <= r["tokens"] <= 40 and r["characters"] == r["tokens"]
+
+
+def test_eval_bits_per_char_counts_the_original_characters_with_bpe(tmp_path, capsys):
+    """BPE lowercases and puts spaces around punctuation: its decoded text is longer than the
+    original. Bits per char are per character of the original text."""
+    from minigpt.tokenizers import BPETokenizer
+    train = "Hello, World! It's a test; of: punctuation. Hello again, world. " * 40
+    tok = BPETokenizer.train(train, vocab_size=120)
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", tok=tok)
+    text = "Hello, World! A,B,C;D. " * 60
+    data = tmp_path / "punct.txt"
+    data.write_text(text, encoding="utf-8")
+    val = text[len(text) - len(text) // 10:]
+    decoded = tok.decode(tok.encode(val))
+    assert len(decoded) > len(val) + 20  # the old count (decoded text) would be far off
+    code, out, err = cli(["eval", "--ckpt", ckpt, "--data", data], capsys)
+    assert code == 0, err
+    r = eval_numbers(out)
+    assert len(val) - 8 <= r["characters"] <= len(val)
+    total_bits = r["loss"] * r["tokens"] / math.log(2)
+    assert r["bpc"] == pytest.approx(total_bits / r["characters"], rel=1e-3)
