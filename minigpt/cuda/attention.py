@@ -41,6 +41,7 @@ import numpy as np
 from .. import dispatch
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, is_cupy_array
+from ..ops.attention import check_attention_inputs
 from ..random import get_rng
 from .loader import (KERNEL_FILES, as_kernel_array, cdiv, empty_output, f32, fused_enabled, i32,
                      launch)
@@ -240,29 +241,25 @@ def flash_launch(kernel: str, BH: int, Tq: int, Tk: int, hs: int):
     return (BH, cdiv(rows, FLASH_ROWS)), (FLASH_THREADS,), flash_smem_bytes(kernel, hs)
 
 
-def _check_attention(q, k, v, causal, variant):
+def _check_attention(q, k, v, causal, variant, padding_mask=None):
     if variant not in ATTENTION_VARIANTS:
         raise ValueError(f"attention variant must be one of {ATTENTION_VARIANTS}, got {variant!r}")
-    if q.ndim != 4 or k.shape != v.shape or k.ndim != 4 or q.shape[:2] != k.shape[:2] \
-            or q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not fit "
-                         "(B, nh, Tq, hs), (B, nh, Tk, hs), (B, nh, Tk, hs)")
+    # the one shape rule of every attention implementation (minigpt/ops/attention.py)
+    check_attention_inputs(q.shape, k.shape, v.shape, causal,
+                           None if padding_mask is None else np.shape(padding_mask))
     B, nh, Tq, hs = q.shape
     Tk = k.shape[2]
-    if causal and Tq > Tk:
-        raise ValueError(f"attention: causal attention needs Tq <= Tk, got {Tq} > {Tk}")
     if variant != "naive" and hs not in FLASH_TILES:
         raise ValueError(f"the flash kernels support head sizes {sorted(FLASH_TILES)}, got {hs}")
     return B, nh, Tq, Tk, hs
 
 
 def _padding(padding_mask, B, Tk, xp):
-    """(mask array, has_mask): padding (B, Tk) as float32 1/0, or a 1-element stand-in."""
+    """(mask array, has_mask): padding (B, Tk) as float32 1/0, or a 1-element stand-in.
+    (Its shape was checked by _check_attention.)"""
     if padding_mask is None:
         return xp.zeros(1, dtype=np.float32), np.int32(0)
     pm = xp.asarray(padding_mask)
-    if pm.shape != (B, Tk):
-        raise ValueError(f"attention: padding_mask shape {pm.shape} should be (B, Tk) = {(B, Tk)}")
     return xp.ascontiguousarray(pm != 0, dtype=np.float32), np.int32(1)
 
 
@@ -288,7 +285,7 @@ def attention_forward(q, k, v, causal: bool = True, padding_mask=None,
     dropout_p > 0: O = (P * D) V with D = dropout_mask(seed, dropout_p, (B, nh, Tq, Tk)); lse
     stays that of the undropped P. Pass the same seed to attention_backward."""
     q, k, v = (as_kernel_array(a, n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
-    B, nh, Tq, Tk, hs = _check_attention(q, k, v, causal, variant)
+    B, nh, Tq, Tk, hs = _check_attention(q, k, v, causal, variant, padding_mask)
     _check_dropout(dropout_p, variant)
     xp = get_array_module(q)
     pad, has_pad = _padding(padding_mask, B, Tk, xp)
@@ -329,7 +326,7 @@ def attention_backward(q, k, v, o, lse, do, causal: bool = True, padding_mask=No
     the partials would take more than ONEPASS_MAX_PARTIAL_BYTES; "flash" runs 05."""
     q, k, v, o, lse, do = (as_kernel_array(a, n) for a, n in
                            ((q, "q"), (k, "k"), (v, "v"), (o, "o"), (lse, "lse"), (do, "dO")))
-    B, nh, Tq, Tk, hs = _check_attention(q, k, v, causal, variant)
+    B, nh, Tq, Tk, hs = _check_attention(q, k, v, causal, variant, padding_mask)
     _check_dropout(dropout_p, variant)
     if o.shape != q.shape or do.shape != q.shape or lse.shape != (B, nh, Tq):
         raise ValueError(f"attention_backward: o {o.shape}, dO {do.shape}, lse {lse.shape} do "
@@ -449,3 +446,6 @@ def softmax(x, axis: int = -1, scale: float = 1.0, causal: bool = False,
 
 # F.attention on CuPy float32 (head size 32/64/128, with or without dropout) runs the kernels
 dispatch.register("attention", "cuda", FusedAttention, supports=supports_attention)
+# F.softmax on CuPy float32 over the last axis: one launch of 02_softmax_warp.cu
+dispatch.register("softmax", "cuda", FusedSoftmax,
+                  supports=lambda x, axis=-1: can_fuse_softmax(x, axis))

@@ -19,9 +19,12 @@ loops as the GPU code, one tile pair at a time, vectorised only over (batch, hea
               for each query tile:                         (a block of 05's dQ kernel)
                   for each key tile it can see:  dQ_t += scale dS K_t
 
-Masks and conventions are exactly functional.attention's: query row i sits at absolute
-position i + (Tk - Tq) under the causal mask, padding_mask (B, Tk) marks real keys with 1, and
-a row that sees no key outputs zeros (its lse is +inf, so exp(S - lse) is 0 there).
+Masks and conventions are exactly the reference attention's, because they come from the same
+two functions of minigpt/ops/attention.py: `check_attention_inputs` (the shapes) and
+`attention_mask` (query row i sits at absolute position i + (Tk - Tq) under the causal mask,
+padding_mask (B, Tk) marks real keys with 1), sliced tile by tile here (the kernels evaluate the
+same rule element by element: mg_visible in kernels/common.cuh). A row that sees no key outputs
+zeros (its lse is +inf, so exp(S - lse) is 0 there).
 
 Works with NumPy or CuPy arrays (any float dtype; the tests run it in float64 against
 functional.attention). `TiledAttention` wraps it as an autograd Function.
@@ -34,21 +37,20 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import get_array_module
+from ..ops.attention import attention_mask, check_attention_inputs
 
 __all__ = ["flash_attention_forward", "flash_attention_backward", "TiledAttention",
            "tiled_attention"]
 
 
-def _tile_mask(q0, q1, k0, k1, Tq, Tk, causal, padding_mask, xp):
-    """Visible (query, key) pairs of one tile: (bq, bk) or (B, 1, bq, bk); None = all."""
-    mask = None
-    if causal:
-        qpos = xp.arange(q0, q1)[:, None] + (Tk - Tq)  # absolute positions of the queries
-        mask = xp.arange(k0, k1)[None, :] <= qpos
-    if padding_mask is not None:
-        keys = padding_mask[:, k0:k1].astype(bool)[:, None, None, :]
-        mask = keys if mask is None else (mask[None, None] & keys)
-    return mask
+def _tile_mask(mask, q0, q1, k0, k1):
+    """Visible (query, key) pairs of one tile of the whole attention_mask (True = visible):
+    (bq, bk), (B, 1, bq, bk), or (B, 1, 1, bk) when only padding masks (the same for every
+    query); None = all."""
+    if mask is None:
+        return None
+    rows = slice(q0, q1) if mask.shape[-2] > 1 else slice(None)  # a padding-only mask: 1 row
+    return mask[..., rows, k0:k1]
 
 
 def _key_end(q1, Tq, Tk, causal):
@@ -74,6 +76,9 @@ def flash_attention_forward(q, k, v, causal=True, padding_mask=None, block_q=64,
     scale = dt(1.0 / math.sqrt(hs))
     if padding_mask is not None:
         padding_mask = xp.asarray(padding_mask)
+    check_attention_inputs(q.shape, k.shape, v.shape, causal,
+                           None if padding_mask is None else padding_mask.shape)
+    full_mask = attention_mask(Tq, Tk, causal, padding_mask, xp)  # (Tq, Tk) or (B, 1, Tq, Tk)
     o = xp.zeros(q.shape, dtype=q.dtype)
     lse = xp.full((B, nh, Tq), np.inf, dtype=q.dtype)
     for q0 in range(0, Tq, block_q):  # one CUDA block per query tile (and head)
@@ -85,7 +90,7 @@ def flash_attention_forward(q, k, v, causal=True, padding_mask=None, block_q=64,
         for k0 in range(0, _key_end(q1, Tq, Tk, causal), block_k):
             k1 = min(k0 + block_k, Tk)
             s = (qt @ k[:, :, k0:k1].swapaxes(-1, -2)) * scale   # (B, nh, bq, bk)
-            mask = _tile_mask(q0, q1, k0, k1, Tq, Tk, causal, padding_mask, xp)
+            mask = _tile_mask(full_mask, q0, q1, k0, k1)
             if mask is not None:
                 s = xp.where(mask, s, dt(-np.inf))
             m_new = xp.maximum(m, s.max(axis=-1, keepdims=True))
@@ -112,13 +117,16 @@ def flash_attention_backward(q, k, v, o, lse, do, causal=True, padding_mask=None
     scale = dt(1.0 / math.sqrt(hs))
     if padding_mask is not None:
         padding_mask = xp.asarray(padding_mask)
+    check_attention_inputs(q.shape, k.shape, v.shape, causal,
+                           None if padding_mask is None else padding_mask.shape)
+    full_mask = attention_mask(Tq, Tk, causal, padding_mask, xp)  # (Tq, Tk) or (B, 1, Tq, Tk)
     D = (do * o).sum(axis=-1)[..., None]   # (B, nh, Tq, 1) = rowsum(P * dP)
     L = lse[..., None]
 
     def probs(q0, q1, k0, k1):
         s = (q[:, :, q0:q1] @ k[:, :, k0:k1].swapaxes(-1, -2)) * scale
         p = xp.exp(s - L[:, :, q0:q1])     # exact P from the saved lse (+inf -> 0)
-        mask = _tile_mask(q0, q1, k0, k1, Tq, Tk, causal, padding_mask, xp)
+        mask = _tile_mask(full_mask, q0, q1, k0, k1)
         return p if mask is None else xp.where(mask, p, dt(0))
 
     def dscores(p, q0, q1, k0, k1):
