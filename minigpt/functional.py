@@ -17,11 +17,11 @@ from . import kernels as _kernels
 from .fused import FusedAttention, FusedSoftmax
 from .ops import (GELU, Attention, CrossEntropy, Dropout, Embedding, LayerNorm, Linear,
                   LogSoftmax, Softmax, attention, attention_mask, check_attention_inputs,
-                  cross_entropy, dropout, embedding, gelu, layer_norm, linear, log_softmax,
-                  softmax)
+                  cross_entropy, dropout, embedding, gelu, layer_norm, linear, linear_gelu,
+                  log_softmax, softmax)
 
 __all__ = ["embedding", "linear", "layer_norm", "gelu", "softmax", "log_softmax", "attention",
-           "dropout", "cross_entropy", "attention_mask", "check_attention_inputs",
+           "dropout", "cross_entropy", "linear_gelu", "attention_mask", "check_attention_inputs",
            "Embedding", "Linear", "LayerNorm", "GELU", "Softmax", "LogSoftmax", "Attention",
            "Dropout", "CrossEntropy"]
 

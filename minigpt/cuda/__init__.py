@@ -12,6 +12,6 @@ Importing this package imports nothing heavy: CuPy is imported only through mini
 and only when a kernel is first launched. Each module registers its Functions as the "cuda"
 implementation of its op with minigpt.dispatch when it is imported.
 """
-from . import adam, attention, layers, loader  # noqa: E402,F401  (light: NumPy only; registers)
+from . import adam, attention, gelu, layers, loader  # noqa: E402,F401  (light: NumPy only; registers)
 
-__all__ = ["adam", "attention", "layers", "loader"]
+__all__ = ["adam", "attention", "gelu", "layers", "loader"]

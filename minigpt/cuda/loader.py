@@ -48,6 +48,7 @@ KERNEL_FILES = {
     "softmax_xent": "08_softmax_xent.cu",
     "adam": "09_adam.cu",
     "attention_flash_bwd_onepass": "10_attention_flash_bwd_onepass.cu",
+    "bias_gelu": "07_bias_gelu.cu",
 }
 COMPILE_OPTIONS = ("-std=c++17",)
 _STATIC_SMEM_LIMIT = 48 * 1024  # above this a kernel must opt in to more dynamic shared memory

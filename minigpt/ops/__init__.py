@@ -3,6 +3,7 @@ forward and backward read formula for formula like that math.
 
     embedding.py      y = W[idx]                     dW: scatter-add
     linear.py         y = x W + b                    dx = g W^T, dW = X^T G, db = sum G
+    linear_gelu.py    y = gelu(x W + b)              linear then gelu (one kernel on the GPU)
     layer_norm.py     y = (x - mean) rstd w + b      dx = rstd (gh - mean gh - xhat mean(gh xhat))
     gelu.py           y = 0.5 x (1 + tanh u)         dy/dx by the product rule
     softmax.py        softmax and log_softmax        dx = y (g - sum g y),  g - softmax sum g
@@ -21,9 +22,10 @@ from .embedding import Embedding, embedding
 from .gelu import GELU, gelu
 from .layer_norm import LayerNorm, layer_norm
 from .linear import Linear, linear
+from .linear_gelu import LinearGELU, linear_gelu
 from .softmax import LogSoftmax, Softmax, log_softmax, softmax, stable_log_softmax
 
 __all__ = ["Embedding", "embedding", "Linear", "linear", "LayerNorm", "layer_norm", "GELU",
            "gelu", "Softmax", "softmax", "LogSoftmax", "log_softmax", "stable_log_softmax",
            "Attention", "attention", "attention_mask", "check_attention_inputs", "Dropout",
-           "dropout", "CrossEntropy", "cross_entropy"]
+           "dropout", "CrossEntropy", "cross_entropy", "LinearGELU", "linear_gelu"]
