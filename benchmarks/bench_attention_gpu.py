@@ -5,12 +5,16 @@
     python3 benchmarks/bench_attention_gpu.py --T 512 --json out.json
 
 Implementations, all float32 on the same card:
-  flash       kernels/04 + 05 (minigpt.cuda.attention.attention_forward / attention_backward)
+  flash-onepass  kernels/04 + 10 (minigpt.cuda.attention.attention_forward / _backward with the
+              default variant "flash_onepass": dQ from per-key-tile partials in the dK/dV pass);
+              "flash-onepass+drop" the same with attention dropout p = 0.1 inside the kernels
+  flash       kernels/04 + 05 (variant "flash": the two-kernel backward, kept for comparison)
   naive-cu    kernels/03: one thread per row (the slow reference rung)
   cupy-naive  cuBLAS batched matmuls (cupy.matmul) + the 02 causal softmax kernel, the
               (T, T) matrices materialised: S = QK^T, P, O = PV; dV, dP, dS, dQ, dK
   F.attention minigpt.functional.attention on CuPy arrays with the kernels switched off
-              (CuPy elementwise ops + matmuls, through autograd)
+              (CuPy elementwise ops + matmuls, through autograd); "F.attention+drop" with
+              dropout 0.1 (what GPT-1 training ran before dropout was in the kernels)
   torch-*     torch.nn.functional.scaled_dot_product_attention (is_causal=True), float32,
               default backend choice and each of efficient / math forced, when torch sees
               the GPU (TF32 left off, PyTorch's default)
@@ -19,6 +23,12 @@ Timing: CUDA events around each call, after warm-up, median of --reps runs, inpu
 random normals (never zeros). FLOPs counted as useful work, the same for every implementation:
 forward 4*B*nh*T*T*hs/2 (QK^T and PV over the causal half), backward 2.5x that. The FP32 peak
 is measured here (a cuBLAS 8192^3 float32 matmul), not taken from a datasheet.
+The "speedup" column is each implementation's time over flash-onepass's; the issue's goal,
+flash-onepass >= 2x cupy-naive at T = 512, is printed on a line of its own.
+
+--gelu also times the MLP's bias + GELU forward + backward (dx and db) at (B*T, 4C) =
+(2048, 3072) and (4096, 3072): kernels/07 against the same math in CuPy array operations (the
+reference ops' formulas: x + b, the tanh form, db = the sum of the rows).
 """
 from __future__ import annotations
 
@@ -92,13 +102,17 @@ def make_impls(cp, q, k, v, do, torch=None):
     scale = 1.0 / math.sqrt(hs)
     impls = {}
 
-    for variant, name in (("flash", "flash"), ("naive", "naive-cu")):
-        def fwd(variant=variant):
-            return A.attention_forward(q, k, v, causal=True, variant=variant)
+    for variant, name, p in (("flash_onepass", "flash-onepass", 0.0),
+                             ("flash_onepass", "flash-onepass+drop", 0.1),
+                             ("flash", "flash", 0.0), ("naive", "naive-cu", 0.0)):
+        def fwd(variant=variant, p=p):
+            return A.attention_forward(q, k, v, causal=True, variant=variant, dropout_p=p, seed=1)
 
-        def fwdbwd(variant=variant):
-            o, lse = A.attention_forward(q, k, v, causal=True, variant=variant)
-            return A.attention_backward(q, k, v, o, lse, do, causal=True, variant=variant)
+        def fwdbwd(variant=variant, p=p):
+            o, lse = A.attention_forward(q, k, v, causal=True, variant=variant, dropout_p=p,
+                                         seed=1)
+            return A.attention_backward(q, k, v, o, lse, do, causal=True, variant=variant,
+                                        dropout_p=p, seed=1)
         impls[name] = (fwd, fwdbwd)
 
     kt = k.swapaxes(-1, -2)
@@ -126,6 +140,18 @@ def make_impls(cp, q, k, v, do, torch=None):
         out.backward(do)
         return qt.grad, kt_.grad, vt.grad
     impls["F.attention"] = (f_fwd, f_fwdbwd)
+
+    def fd_fwd():
+        with L.use_fused(False):
+            return F.attention(Tensor(q), Tensor(k), Tensor(v), causal=True, dropout_p=0.1)
+
+    def fd_fwdbwd():
+        qt, kt_, vt = (Tensor(a, requires_grad=True) for a in (q, k, v))
+        with L.use_fused(False):
+            out = F.attention(qt, kt_, vt, causal=True, dropout_p=0.1)
+        out.backward(do)
+        return qt.grad, kt_.grad, vt.grad
+    impls["F.attention+drop"] = (fd_fwd, fd_fwdbwd)
 
     if torch is not None:
         sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -176,9 +202,16 @@ def run(args) -> dict:
         fwd_flops, bwd_flops = attention_flops(args.B, args.nh, T, args.hs)
         impls = make_impls(cp, q, k, v, do, torch)
         # correctness cross-check of the timed code paths against each other
-        o_flash, _ = impls["flash"][0]()
+        o_flash, _ = impls["flash-onepass"][0]()
         o_naive, _ = impls["cupy-naive"][0]()
         diff = float(cp.abs(o_flash - o_naive).max())
+        # the two backwards (05 and 10) agree, with and without dropout
+        for p in (0.0, 0.1):
+            o, lse = A.attention_forward(q, k, v, causal=True, dropout_p=p, seed=1)
+            g05 = A.attention_backward(q, k, v, o, lse, do, True, None, "flash", p, 1)
+            g10 = A.attention_backward(q, k, v, o, lse, do, True, None, "flash_onepass", p, 1)
+            result.setdefault("onepass_vs_05_maxdiff", {})[f"{T}/p={p}"] = max(
+                float(cp.abs(a - b).max()) for a, b in zip(g05, g10))
         for impl, (fwd, fwdbwd) in impls.items():
             if impl in args.skip or (impl == "naive-cu" and T > args.naive_cu_max_T) \
                     or (impl.startswith("torch-math") and T > args.torch_math_max_T):
@@ -205,22 +238,68 @@ def run(args) -> dict:
     return result
 
 
+REFERENCE_IMPL = "flash-onepass"  # the speedup column: others' time over this one's
+
+
 def table(result) -> str:
     lines = [f"attention fwd+bwd, B={result['B']} nh={result['nh']} hs={result['hs']} float32, "
              f"{result['device']} ({result['date']}), FP32 peak {result['fp32_peak_tflops']:.1f} "
              "TFLOP/s measured"]
-    lines.append(f"{'T':>5} {'impl':<16} {'fwd ms':>9} {'fwd+bwd ms':>11} {'TFLOP/s':>8} "
-                 f"{'%peak':>6} {'flash speedup':>13}")
+    lines.append(f"{'T':>5} {'impl':<18} {'fwd ms':>9} {'fwd+bwd ms':>11} {'TFLOP/s':>8} "
+                 f"{'%peak':>6} {'onepass speedup':>15}")
     by_T = {}
     for r in result["rows"]:
         by_T.setdefault(r["T"], {})[r["impl"]] = r
     for T, rows in by_T.items():
-        flash = rows.get("flash")
+        ref = rows.get(REFERENCE_IMPL) or rows.get("flash")
         for impl, r in rows.items():
-            sp = f"{r['fwdbwd_ms'] / flash['fwdbwd_ms']:.2f}x" if flash and impl != "flash" else ""
-            lines.append(f"{T:>5} {impl:<16} {r['fwd_ms']:>9.3f} {r['fwdbwd_ms']:>11.3f} "
-                         f"{r['fwdbwd_tflops']:>8.2f} {100 * r['frac_peak']:>5.1f}% {sp:>13}")
+            sp = f"{r['fwdbwd_ms'] / ref['fwdbwd_ms']:.2f}x" if ref and r is not ref else ""
+            lines.append(f"{T:>5} {impl:<18} {r['fwd_ms']:>9.3f} {r['fwdbwd_ms']:>11.3f} "
+                         f"{r['fwdbwd_tflops']:>8.2f} {100 * r['frac_peak']:>5.1f}% {sp:>15}")
+        if REFERENCE_IMPL in rows and "cupy-naive" in rows:
+            x = rows["cupy-naive"]["fwdbwd_ms"] / rows[REFERENCE_IMPL]["fwdbwd_ms"]
+            lines.append(f"      goal (T=512: >= 2x): {REFERENCE_IMPL} is {x:.2f}x faster than "
+                         f"cupy-naive at T={T}")
+        if "flash" in rows and REFERENCE_IMPL in rows:
+            b05 = rows["flash"]["fwdbwd_ms"] - rows["flash"]["fwd_ms"]
+            b10 = rows[REFERENCE_IMPL]["fwdbwd_ms"] - rows[REFERENCE_IMPL]["fwd_ms"]
+            lines.append(f"      backward alone: 05 {b05:.3f} ms, 10 {b10:.3f} ms ({b05 / b10:.2f}x)")
+    if result.get("onepass_vs_05_maxdiff"):
+        lines.append("max |grad(10) - grad(05)|: " + ", ".join(
+            f"{k} {v:.1e}" for k, v in result["onepass_vs_05_maxdiff"].items()))
+    for r in result.get("gelu_rows", []):
+        lines.append(f"bias+GELU fwd+bwd {r['shape']}: {r['impl']:<12} {r['fwdbwd_ms']:.3f} ms "
+                     f"({r['gb_per_s']:.0f} GB/s of the {r['bytes'] / 1e6:.0f} MB it must move)")
     return "\n".join(lines)
+
+
+def run_gelu(cp, result, reps: int) -> None:
+    """bias + GELU forward and backward: kernels/07 against CuPy array operations."""
+    from minigpt.cuda import gelu as G
+    rng = cp.random.default_rng(1)
+    rows = result.setdefault("gelu_rows", [])
+    for N, C in ((2048, 3072), (4096, 3072)):
+        x, g = (rng.standard_normal((N, C), dtype=cp.float32) for _ in range(2))
+        b = rng.standard_normal(C, dtype=cp.float32)
+
+        def fused():
+            y = G.bias_gelu_forward(x, b)
+            return y, G.bias_gelu_backward(g, x, b)
+
+        def plain():  # the reference ops' formulas, one CuPy operation at a time
+            y = G.bias_gelu_reference(x, b)
+            return y, G.bias_gelu_backward_reference(g, x, b)
+
+        y1, (dx1, db1) = fused()
+        y2, (dx2, db2) = plain()
+        err = max(float(cp.abs(y1 - y2).max()), float(cp.abs(dx1 - dx2).max()))
+        moved = 4 * (N * C * 5 + 2 * C)  # read x; write y; read g, x; write dx (+ b, db)
+        for impl, fn in (("07-fused", fused), ("cupy-ops", plain)):
+            ms = cuda_time(cp, fn, reps)
+            rows.append({"shape": [N, C], "impl": impl, "fwdbwd_ms": ms, "bytes": moved,
+                         "gb_per_s": moved / (ms * 1e-3) / 1e9, "maxdiff_vs_cupy": err})
+            print(f"  bias+GELU {N}x{C} {impl:10s} fwd+bwd {ms:8.3f} ms  (max diff {err:.1e})",
+                  flush=True)
 
 
 def main(argv=None) -> int:
@@ -234,9 +313,12 @@ def main(argv=None) -> int:
     ap.add_argument("--naive-cu-max-T", type=int, default=512,
                     help="largest T for the (slow) one-thread-per-row kernel")
     ap.add_argument("--torch-math-max-T", type=int, default=2048)
+    ap.add_argument("--gelu", action="store_true", help="also time bias + GELU (kernel 07)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     result = run(args)
+    if args.gelu:
+        run_gelu(cupy_module(), result, args.reps)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     print(table(result))
