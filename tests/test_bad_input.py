@@ -302,3 +302,92 @@ def test_eval_bits_per_char_counts_the_original_characters_with_bpe(tmp_path, ca
     assert len(val) - 8 <= r["characters"] <= len(val)
     total_bits = r["loss"] * r["tokens"] / math.log(2)
     assert r["bpc"] == pytest.approx(total_bits / r["characters"], rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- user data files
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("text", [
+    'text,label\ngood,pos\n"great movie,pos\nbad movie,neg\nfine,pos\n',        # never closed
+    'text,label\ngood,pos\n"great movie,pos\nbad movie,neg\n"ok",pos\n',         # next quote
+    'text,label\ngood,pos\n"great movie,pos\nbad movie,neg\nsaid "wow",pos\n',   # a quote inside
+    'text,label\ngood,pos\n"great movie,pos\nbad movie,neg\nok",pos\nworse,neg\n',  # closed later
+], ids=["eof", "next-quoted-field", "quote-inside-text", "closed-by-a-later-quote"])
+def test_an_unclosed_quote_in_a_csv_is_a_file_line_error(tmp_path, text):
+    """It used to merge the following rows into one example, silently."""
+    from minigpt.tasks import TaskDataError, read_user_file
+    p = write(tmp_path, "reviews.csv", text)
+    with pytest.raises(TaskDataError) as info:
+        read_user_file(p, "classify")
+    msg = str(info.value)
+    assert msg.startswith(f"{p}:3: unclosed quote"), msg
+    assert "'\"great movie,pos'" in msg  # names the quote that was left open
+    assert len(msg) < 400
+
+
+def test_a_real_multi_line_csv_field_still_reads(tmp_path):
+    from minigpt.tasks import read_user_file
+    p = write(tmp_path, "ok.csv", 'text,label\n"line one,\nline two",pos\nother,neg\n'
+                                  '"a, b","neg"\n')
+    exs = read_user_file(p, "classify")
+    assert [e.label for e in exs] == ["pos", "neg", "neg"] and "line two" in exs[0].text
+
+
+def label_first_tsv(tmp_path, n=1800):
+    lines = [f"{'pos' if i % 3 else 'neg'}\tmovie number {i} was {'good' if i % 3 else 'bad'}"
+             for i in range(n)]
+    return write(tmp_path, "reviews.tsv", "\n".join(lines) + "\n")
+
+
+def test_a_label_first_tsv_says_the_columns_look_swapped_in_a_short_message(tmp_path):
+    """It used to be one 74,547-character line listing 1,800 "training labels"."""
+    from minigpt.tasks import TaskDataError, user_task_data
+    p = label_first_tsv(tmp_path)
+    with pytest.raises(TaskDataError) as info:
+        user_task_data("classify", p)
+    msg = str(info.value)
+    assert len(msg) < 400, len(msg)
+    assert "look swapped" in msg and "text<TAB>label" in msg
+    assert "1,800 distinct values in 1,800 rows" in msg and "and 1,797 more" in msg
+    assert "only 2 ('neg', 'pos')" in msg
+
+
+def test_a_label_first_tsv_through_the_cli_is_one_short_error_line(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "base" / "ckpt")
+    p = label_first_tsv(tmp_path, n=200)
+    out = tmp_path / "ft"
+    code, _, err = cli(["finetune", "--task", "classify", "--data", p, "--init", ckpt.parent,
+                        "--out", out, "--no-progress"], capsys)
+    assert code == 2
+    assert err.startswith("minigpt finetune: error: ") and "look swapped" in err
+    assert len(err) < 500 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_many_distinct_labels_that_are_not_swapped_still_train(tmp_path):
+    """Many classes with varied texts are not mistaken for swapped columns; an unknown test
+    label is reported with a short list of the training labels."""
+    from minigpt.tasks import TaskDataError, user_task_data
+    train = write(tmp_path, "train.tsv", "".join(f"text about topic {i} here\tc{i}\n"
+                                                  for i in range(300)))
+    test = write(tmp_path, "test.tsv", "text about topic 1\tc1\nsomething new\tzzz\n")
+    with pytest.raises(TaskDataError) as info:
+        user_task_data("classify", train, test)
+    msg = str(info.value)
+    assert f"{test}:2: label 'zzz'" in msg and "and 295 more" in msg and len(msg) < 300
+
+
+def test_the_encoder_lists_training_labels_shortly(tmp_path):
+    from minigpt.tasks import Example, TaskDataError, TaskEncoder, add_special_tokens
+    from minigpt.tokenizers import CharTokenizer
+    tok = CharTokenizer.train("abc")
+    add_special_tokens(tok)
+    enc = TaskEncoder("classify", tok, 16, [f"l{i}" for i in range(500)])
+    with pytest.raises(TaskDataError) as info:
+        enc.label_id(Example(text="a", label="nope", where="f.tsv:3"))
+    assert "and 495 more" in str(info.value) and len(str(info.value)) < 200

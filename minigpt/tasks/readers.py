@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+from ..checks import short_list
 from .examples import TASKS, Example, TaskData, TaskDataError, clean_text
 
 __all__ = ["read_user_file", "user_task_data", "TEST_EVERY"]
@@ -49,7 +50,7 @@ def _rows(path: Path, fmt: str):
             if line.strip():
                 yield n, line.split("\t")
         return
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text), strict=True)
     while True:
         start = reader.line_num + 1
         try:
@@ -57,9 +58,41 @@ def _rows(path: Path, fmt: str):
         except StopIteration:
             return
         except csv.Error as e:
-            raise _err(path, start, f"malformed CSV: {e}") from None
+            if reader.line_num > start:  # the row ran on: a quote opened and never closed
+                raise _err(path, start, f"unclosed quote {_open_quote(text, start)}: the quoted "
+                           f"field runs on to line {reader.line_num}, merging the rows in "
+                           "between; close it, or write a quote inside quotes as \"\"") from None
+            raise _err(path, start, f"malformed CSV: {e} (a quote inside a quoted field is "
+                                    "written \"\")") from None
         if any(f.strip() for f in row):
             yield start, row
+
+
+def _open_quote(text: str, line: int) -> str:
+    """The start of the last quoted field opened on `line` (1-based), e.g. '"great movie,...'."""
+    raw = text.split("\n")[line - 1]
+    opens = [i for i, c in enumerate(raw) if c == '"' and (i == 0 or raw[i - 1] == ",")]
+    if not opens:
+        return "on this line"
+    field = raw[opens[-1]:]
+    return repr(field if len(field) <= 30 else field[:30] + "...")
+
+
+def _run_on_rows(path, fmt, rows, out):
+    """A quoted field over several lines whose lines look like whole rows ending in a label
+    of this file ("great movie,pos" inside one text) is an unclosed quote that happened to be
+    closed by a later quote: the rows were merged. A real multi-line text passes."""
+    labels = {ex.label for ex in out if ex.label is not None}
+    for line, fields in rows:
+        for field in fields:
+            for k, inner in enumerate(field.split("\n")[:-1]):
+                head, sep, last = inner.rpartition("," if fmt == "csv" else "\t")
+                if sep and head.strip() and last.strip() in labels:
+                    raise _err(path, line, f"unclosed quote {_open_quote(_read_text(path), line)}?"
+                               f" the quoted field runs over several lines and line {line + k} "
+                               f"inside it looks like a whole row ({inner.strip()[:40]!r}, label "
+                               f"{last.strip()!r}): the rows were merged; close the quote, or "
+                               "write a quote inside quotes as \"\"")
 
 
 def _is_header(fields) -> bool:
@@ -70,8 +103,11 @@ def _read_table(path: Path, fmt: str, task: str, labelled: bool | None):
     """classify/entail/similar from TSV/CSV: `text[, text2][, label]` per row."""
     n_text = 1 if task == "classify" else 2
     out = []
+    multiline = []  # rows with a quoted field over several lines (CSV only)
     first = True
     for line, fields in _rows(path, fmt):
+        if any("\n" in f for f in fields):
+            multiline.append((line, fields))
         if first and _is_header(fields):
             first = False
             continue
@@ -95,6 +131,7 @@ def _read_table(path: Path, fmt: str, task: str, labelled: bool | None):
                 raise _err(path, line, "empty label")
         out.append(Example(text=texts[0], text2=texts[1] if n_text == 2 else "", label=label,
                            where=f"{path}:{line}"))
+    _run_on_rows(path, fmt, multiline, out)
     return out
 
 
@@ -252,7 +289,8 @@ def _read_story_cloze(path: Path, labelled: bool | None):
     if not ctx_cols or len(end_cols) < 2:
         raise _err(path, line, "expected a header with context column(s) (context or "
                                "InputSentence1..4) and at least 2 ending columns (ending1.. or "
-                               f"RandomFifthSentenceQuiz1..), got {header}")
+                               f"RandomFifthSentenceQuiz1..), got "
+                               f"{short_list(header, quote=True)}")
     if labelled and not ans_cols:
         raise _err(path, line, "no answer column (answer or AnswerRightEnding) in the header")
     use_label = bool(ans_cols) if labelled is None else labelled
@@ -327,6 +365,22 @@ def _labels_of(task: str, train: list) -> list:
     return seen
 
 
+def _check_not_swapped(task: str, path, examples: list) -> None:
+    """A label-first file (`label<TAB>text`, a common layout) read as `text, label` has about
+    as many distinct "labels" as rows and only a few distinct "texts": say so."""
+    if task not in ("classify", "entail", "similar") or not examples:
+        return
+    labels = sorted({ex.label for ex in examples if ex.label is not None})
+    texts = sorted({ex.text for ex in examples})
+    if len(labels) >= max(5, len(examples) // 2) and 4 * len(texts) <= len(labels):
+        sep = "," if Path(path).suffix.lower() == ".csv" else "<TAB>"
+        raise TaskDataError(
+            f"{path}: the label column (the last) has {len(labels):,} distinct values in "
+            f"{len(examples):,} rows ({short_list(labels, 3, quote=True)}), while the text "
+            f"column has only {len(texts):,} ({short_list(texts, 5, quote=True)}): the columns "
+            f"look swapped; the label goes last (text{sep}label)")
+
+
 def _check_test_labels(task: str, labels: list, test: list) -> None:
     """An unknown label in the test set is an error (never silently dropped)."""
     if task == "choice":
@@ -338,7 +392,7 @@ def _check_test_labels(task: str, labels: list, test: list) -> None:
         if bad:
             raise TaskDataError(f"{ex.where}: {'tag' if task == 'tag' else 'label'} {bad[0]!r} "
                                 f"of the test set never occurs in the training data "
-                                f"(training labels: {labels})")
+                                f"(training labels: {short_list(labels, quote=True)})")
 
 
 TEST_EVERY = 10   # a user file without --test: every 10th example (the 10th, 20th, ...) is test
@@ -348,8 +402,10 @@ def user_task_data(task, path, test_path=None) -> TaskData:
     """A TaskData from a user file; the test split is `test_path`, or without one every
     TEST_EVERY-th example of `path`."""
     examples = read_user_file(path, task, labelled=True)
+    _check_not_swapped(task, path, examples)
     if test_path is not None:
         train, test = examples, read_user_file(test_path, task, labelled=True)
+        _check_not_swapped(task, test_path, test)
     else:
         train = [e for i, e in enumerate(examples) if (i + 1) % TEST_EVERY]
         test = [e for i, e in enumerate(examples) if not (i + 1) % TEST_EVERY]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from ..checks import short_list
 from .examples import SPECIAL_TOKENS, TASKS, Example, TaskDataError
 
 __all__ = ["add_special_tokens", "special_ids", "Truncation", "Encoded", "TaskEncoder"]
@@ -193,12 +194,14 @@ class TaskEncoder:
                 return [self.label_index[t] for t in ex.label]
             except KeyError as e:
                 raise TaskDataError(f"{ex.where or 'example'}: tag {e.args[0]!r} is not one of "
-                                    f"the training tags {self.labels}") from None
+                                    f"the training tags {short_list(self.labels, quote=True)}"
+                                    ) from None
         try:
             return self.label_index[ex.label]
         except KeyError:
             raise TaskDataError(f"{ex.where or 'example'}: label {ex.label!r} is not one of the "
-                                f"training labels {self.labels}") from None
+                                f"training labels {short_list(self.labels, quote=True)}"
+                                ) from None
 
     def encode(self, examples, trunc: Truncation | None = None) -> list:
         trunc = trunc if trunc is not None else Truncation()
