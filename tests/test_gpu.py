@@ -321,3 +321,125 @@ def test_model_trains_on_cupy_like_numpy(monkeypatch):
     np.testing.assert_allclose(gpu[0], cpu[0], rtol=1e-5)   # same weights, same batch
     np.testing.assert_allclose(gpu, cpu, rtol=2e-4)         # after 50 steps: float32 drift only
     assert cpu[-1] < cpu[0] - 0.5                           # and it did learn something
+
+
+# ---- attention dropout (04, 05, 10), the one-pass backward (10), bias + GELU (07) ---------------
+# (gpu-b's section: tests/test_kernels_attention_dropout.py and test_kernels_bias_gelu.py are the
+# CPU twins of these)
+
+class _MaskRng:
+    """Reproduces a given keep mask in the reference Attention (kept -> draw 1.0 >= p)."""
+
+    def __init__(self, keep):
+        self.keep = keep
+
+    def random(self, shape, dtype=np.float64):
+        return self.keep.astype(dtype)
+
+
+def _reference_dropout(q, k, v, g, causal, pm, p, keep):
+    from minigpt.ops.attention import Attention
+    qt, kt, vt = (Tensor(a, requires_grad=True) for a in (q, k, v))
+    out = Attention.apply(qt, kt, vt, causal=causal, padding_mask=pm, dropout_p=p,
+                          rng=_MaskRng(keep))
+    out.backward(g)
+    return out.data, qt.grad, kt.grad, vt.grad
+
+
+@pytest.mark.parametrize("variant", ["flash", "flash_onepass"])
+@pytest.mark.parametrize("hs,T,padded", [(64, 512, True), (32, 100, False), (128, 130, True),
+                                         (64, 7, False)])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_attention_dropout_matches_reference_with_the_same_mask(variant, hs, T, padded, p):
+    """The kernels' O and gradients equal the reference Attention's given the mask that
+    dropout_keep rebuilds from the seed: the mask is the same in the forward and both
+    backward kernels, and the NumPy twin reproduces it bit for bit."""
+    q, k, v, g, pm = _inputs(T + hs, 2, 2, T, T, hs, padded)
+    seed = 12345 + T
+    keep = A.dropout_keep(seed, p, q.shape[:3] + (T,))
+    ref = _reference_dropout(q, k, v, g, True, pm, p, keep)
+    qd, kd, vd, gd = _dev(q, k, v, g)
+    pmd = None if pm is None else cp.asarray(pm)
+    with L.poison_outputs():
+        o, lse = A.attention_forward(qd, kd, vd, True, pmd, variant, p, seed)
+        grads = A.attention_backward(qd, kd, vd, o, lse, gd, True, pmd, variant, p, seed)
+    for name, a, r in zip(("O", "dq", "dk", "dv"), (o, *grads), ref):
+        _close(f"{variant} p={p} {name} (T={T}, hs={hs})", a, r, ATOL, RTOL)
+
+
+def test_attention_dropout_is_deterministic_and_seeded():
+    q, k, v, g, pm = _inputs(5, 2, 4, 256, 256, 64, True)
+    qd, kd, vd, gd = _dev(q, k, v, g)
+    pmd = cp.asarray(pm)
+
+    def run(seed):
+        o, lse = A.attention_forward(qd, kd, vd, True, pmd, "flash_onepass", 0.1, seed)
+        return [cp.asnumpy(a) for a in (o, *A.attention_backward(
+            qd, kd, vd, o, lse, gd, True, pmd, "flash_onepass", 0.1, seed))]
+
+    first = run(7)
+    for a, b in zip(first, run(7)):
+        assert np.array_equal(a, b, equal_nan=True)
+    assert not np.array_equal(first[0], run(8)[0])
+
+
+def test_onepass_backward_agrees_with_05_and_falls_back(monkeypatch):
+    """10 and 05 compute the same gradients (summed in another order); past the partials'
+    memory limit the default variant runs 05 exactly."""
+    q, k, v, g, pm = _inputs(6, 2, 3, 700, 700, 64, False)
+    qd, kd, vd, gd = _dev(q, k, v, g)
+    o, lse = A.attention_forward(qd, kd, vd, True)
+    g05 = A.attention_backward(qd, kd, vd, o, lse, gd, True, None, "flash")
+    g10 = A.attention_backward(qd, kd, vd, o, lse, gd, True, None, "flash_onepass")
+    for a, b in zip(g05, g10):
+        np.testing.assert_allclose(cp.asnumpy(a), cp.asnumpy(b), rtol=1e-4, atol=1e-5)
+    monkeypatch.setattr(A, "ONEPASS_MAX_PARTIAL_BYTES", 1024)
+    g_fallback = A.attention_backward(qd, kd, vd, o, lse, gd, True, None, "flash_onepass")
+    for a, b in zip(g05, g_fallback):
+        assert bool((a == b).all())
+
+
+def test_functional_attention_with_dropout_runs_the_kernels():
+    from minigpt.cuda.attention import FusedAttention
+    q = Tensor(cp.asarray(np.random.default_rng(1).standard_normal((2, 2, 16, 64)).astype(np.float32)),
+               requires_grad=True)
+    out = F.attention(q, q, q, causal=True, dropout_p=0.1)
+    assert isinstance(out.creator, FusedAttention)
+    out.backward(cp.ones_like(out.data))
+    assert bool(cp.isfinite(q.grad).all())
+
+
+@pytest.mark.parametrize("shape", [(2048, 3072), (7, 12), (130, 72)])
+def test_bias_gelu_kernel(shape):
+    from minigpt.cuda import gelu as G
+    rng = np.random.default_rng(shape[0])
+    x, g = rng.standard_normal(shape) * 3, rng.standard_normal(shape)
+    b = rng.standard_normal(shape[-1])
+    y_ref = G.bias_gelu_reference(x, b)
+    dx_ref, db_ref = G.bias_gelu_backward_reference(g, x, b)
+    xd, gd, bd = _dev(x, g, b)
+    with L.poison_outputs():
+        y = G.bias_gelu_forward(xd, bd)
+        dx, db = G.bias_gelu_backward(gd, xd, bd)
+    _close("bias_gelu y", y, y_ref, 2e-6, 2e-5)
+    _close("bias_gelu dx", dx, dx_ref, 2e-6, 2e-5)
+    _close("bias_gelu db", db, db_ref, 1e-5 * np.sqrt(shape[0]), 1e-5)
+    dx2, db2 = G.bias_gelu_backward(gd, xd, bd)
+    assert bool((db == db2).all()) and bool((dx == dx2).all())  # no atomics
+
+
+def test_linear_gelu_dispatches_to_the_fused_kernel():
+    from minigpt.cuda.gelu import FusedLinearGELU
+    rng = np.random.default_rng(2)
+    x, W, b, g = (rng.standard_normal(s) for s in ((2, 9, 64), (64, 256), (256,), (2, 9, 256)))
+    W *= 0.1
+    ref = [Tensor(a, requires_grad=True) for a in (x, W, b)]
+    y_ref = F.linear_gelu(*ref)
+    y_ref.backward(g)
+    got = [Tensor(a, requires_grad=True) for a in _dev(x, W, b)]
+    y = F.linear_gelu(*got)
+    assert isinstance(y.creator, FusedLinearGELU)
+    y.backward(cp.asarray(g.astype(np.float32)))
+    _close("linear_gelu y", y.data, y_ref.data, 1e-5, 1e-4)
+    for t, r, n in zip(got, ref, ("dx", "dW", "db")):
+        _close(f"linear_gelu {n}", t.grad, r.grad, 1e-4, 1e-4)
