@@ -108,6 +108,13 @@ def central_difference():
         if res.get("correct") != "True":
             out.append("gradcheck on y = x^3 * w with a correct backward should return True; "
                        f"it gave: {res.get('correct')}")
+        if any(d != 0 for d in res.get("changed", [1])):
+            out.append("after gradcheck the inputs x and w differ from before by up to "
+                       f"{max(res.get('changed', [0])):.3g}: restore every element you perturb")
+        if res.get("coarse") != "True":
+            out.append("gradcheck with eps=1e-3 and a correct backward should return True "
+                       "(central differences are accurate to ~eps^2; one-sided ones only to "
+                       f"~eps); it gave: {res.get('coarse')}")
         wrong = res.get("wrong", "")
         if not (wrong.startswith("raised: ") and "for x" in wrong and "(1, 2)" in wrong):
             out.append("gradcheck on y = x^3 * w with dx wrong by 0.01 at index (1, 2) should "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from .. import checks
+
 
 def cmd_list(args) -> int:
     from . import list_assignments
@@ -34,7 +36,7 @@ def cmd_release(args) -> int:
 def cmd_grade(args) -> int:
     from .grader import grade
     report = grade(args.name, args.dir, json_path=args.json, timeout=args.timeout,
-                   jobs=args.jobs)
+                   jobs=args.jobs, tasks=args.task)
     print(report.table())
     if args.json:
         print(f"results: {args.json}")
@@ -61,9 +63,12 @@ def add_commands(sub) -> None:
     q.add_argument("name")
     q.add_argument("dir", help="the student's tree (the folder holding minigpt/)")
     q.add_argument("--json", default=None, help="also write Gradescope's results.json here")
-    q.add_argument("--timeout", type=float, default=None,
+    q.add_argument("--timeout", type=checks.argparse_type(checks.positive_float), default=None,
                    help="seconds per task (default: the assignment's, 60; capstone 3600)")
-    q.add_argument("--jobs", type=int, default=None, help="tasks graded at once (default: cores)")
+    q.add_argument("--jobs", type=checks.argparse_type(checks.positive_int), default=None,
+                   help="tasks graded at once (default: cores)")
+    q.add_argument("--task", action="append", default=None, metavar="ID",
+                   help="grade only this task (repeatable; default: all)")
     q.set_defaults(func=_guarded(cmd_grade))
 
 

@@ -109,10 +109,18 @@ def _site_dirs() -> list[str]:
 
 
 def grade(name: str, tree, json_path=None, timeout: float | None = None, jobs: int | None = None,
-          capstone: dict | None = None) -> Report:
-    """Grade the student's tree `tree` (a directory holding minigpt/<their files>)."""
+          capstone: dict | None = None, tasks=None) -> Report:
+    """Grade the student's tree `tree` (a directory holding minigpt/<their files>).
+
+    tasks: only these task ids (default: all). capstone: settings overriding
+    checks.CAPSTONE_DEFAULTS (a short run for testing the grader)."""
     _check_grader_library()
     assignment = get(name)
+    if tasks:
+        unknown = sorted(set(tasks) - {t.id for t in assignment.tasks})
+        if unknown:
+            raise GradingError(f"assignment {name} has no task {', '.join(unknown)}; its tasks: "
+                               f"{', '.join(t.id for t in assignment.tasks)}")
     tree = Path(tree)
     if not tree.is_dir():
         raise GradingError(f"{tree} is not a directory (give the folder that holds minigpt/)")
@@ -129,11 +137,22 @@ def grade(name: str, tree, json_path=None, timeout: float | None = None, jobs: i
         raise GradingError(f"{tree} has none of the files of assignment {name} "
                            f"({', '.join('minigpt/' + f for f in assignment.files)})")
     files = build(assignment, with_solutions=False)
-    files.update(student)
+    broken = {}  # file -> why it does not compile: its tasks fail, the others run without it
+    for rel, data in student.items():
+        try:
+            compile(data, rel, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as e:
+            line = f" line {e.lineno}" if getattr(e, "lineno", None) else ""
+            broken[rel[len("minigpt/"):]] = f"{rel} does not compile ({line.strip() or 'syntax'}" \
+                f"): {type(e).__name__}: {getattr(e, 'msg', e)}"
+            continue
+        files[rel] = data
     timeout = timeout if timeout is not None else assignment.timeout
 
     prepared = []
     for task in assignment.tasks:
+        if tasks and task.id not in tasks:
+            continue
         check = task.check(capstone) if task.id.startswith("capstone.") else task.check()
         prepared.append((task, check, expected_results(check)))
 
@@ -146,6 +165,10 @@ def grade(name: str, tree, json_path=None, timeout: float | None = None, jobs: i
         def run(item):
             task, check, expected = item
             t0 = time.perf_counter()
+            own = {t.file for t in assignment.todos if t.task == task.id} or set(assignment.files)
+            why = [broken[f] for f in sorted(own) if f in broken]
+            if why:
+                return TaskResult(task.id, task.title, 0, task.points, why[0], 0.0)
             out, score = _run_task(task, check, expected, work, base, timeout,
                                    capstone=task.id.startswith("capstone."))
             return TaskResult(task.id, task.title, score, task.points, out,
@@ -193,6 +216,9 @@ def _run_task(task, check, expected, work: Path, base: Path, timeout: float, cap
     with np.load(jobdir / "result.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     notes = []
+    mine = Path(result.get("minigpt_file", "")).resolve()
+    if tree.resolve() not in mine.parents:
+        return f"minigpt was imported from {mine}, outside your tree", 0
     if result.get("leaks"):
         return ("your code imported modules from outside your tree: "
                 + "; ".join(result["leaks"][:3]), 0)

@@ -247,10 +247,16 @@ def gradcheck_probe(call, arrays, out):
                 minigpt.Tensor(np.array(arrays["w"]), requires_grad=True)]
 
     res = {}
+    ts = tensors()
     try:
-        res["correct"] = repr(gradcheck(Cube.apply, tensors(), names=["x", "w"]))
+        res["correct"] = repr(gradcheck(Cube.apply, ts, names=["x", "w"]))
     except AssertionError as e:
         res["correct"] = "raised: " + str(e)
+    res["changed"] = [float(np.abs(t.data - arrays[k]).max()) for t, k in zip(ts, "xw")]
+    try:  # eps = 1e-3: central differences err by ~eps^2, one-sided ones by ~eps
+        res["coarse"] = repr(gradcheck(Cube.apply, tensors(), eps=1e-3, names=["x", "w"]))
+    except AssertionError as e:
+        res["coarse"] = "raised: " + str(e)
     try:
         res["wrong"] = "returned " + repr(gradcheck(Bad.apply, tensors(), names=["x", "w"]))
     except AssertionError as e:
