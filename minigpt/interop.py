@@ -42,6 +42,7 @@ import numpy as np
 
 from . import safetensors
 from .backend import to_numpy
+from .checks import short_list
 
 __all__ = ["load_pretrained", "save_pretrained", "PretrainedFormatError", "hf_config", "config_dict",
            "HF_CONFIG", "HF_SAFETENSORS", "HF_SAFETENSORS_INDEX", "HF_TORCH_BIN",
@@ -283,9 +284,9 @@ def _load_into(model, state: dict, source: str) -> None:
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing {_short(missing)}")
+            parts.append(f"missing {short_list(missing, 6, quote=True)}")
         if unexpected:
-            parts.append(f"unexpected {_short(unexpected)}")
+            parts.append(f"unexpected {short_list(unexpected, 6, quote=True)}")
         raise PretrainedFormatError(f"{source}: tensor names do not match GPT-1 with "
                                     f"n_layer={model.config.n_layer}: " + "; ".join(parts))
     for k, p in own.items():
@@ -300,11 +301,6 @@ def _load_into(model, state: dict, source: str) -> None:
         if not np.isfinite(a).all():
             raise PretrainedFormatError(f"{source}: {k} holds NaN or infinite values")
     model.load_state_dict(state)
-
-
-def _short(names, n=6) -> str:
-    names = list(names)
-    return str(names[:n])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > n else "]")
 
 
 def _load_minigpt(model_class, p: Path, d: dict, dtype: str):

@@ -19,6 +19,7 @@ import numpy as np
 from . import functional as F
 from . import interop
 from .autograd import Tensor
+from .checks import short_list
 from .backend import get_array_module
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
 
@@ -65,7 +66,7 @@ class GPTConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"GPTConfig: unknown fields {unknown}")
+            raise ValueError(f"GPTConfig: unknown fields {short_list(unknown, quote=True)}")
         return cls(**d)
 
     def to_json(self) -> str:

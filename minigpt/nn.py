@@ -13,6 +13,7 @@ import numpy as np
 from . import functional as F
 from .autograd import Tensor
 from .backend import get_array_module, to_device, xp_default
+from .checks import short_list
 from .random import get_rng
 
 
@@ -122,9 +123,9 @@ class Module:
         if strict and (missing or unexpected):
             parts = []
             if missing:
-                parts.append(f"missing keys: {missing}")
+                parts.append(f"missing keys: [{short_list(missing, quote=True)}]")
             if unexpected:
-                parts.append(f"unexpected keys: {unexpected}")
+                parts.append(f"unexpected keys: [{short_list(unexpected, quote=True)}]")
             raise KeyError(f"load_state_dict for {type(self).__name__}: " + "; ".join(parts))
         for name, p in own.items():
             if name in state and tuple(state[name].shape) != p.shape:

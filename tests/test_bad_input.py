@@ -391,3 +391,17 @@ def test_the_encoder_lists_training_labels_shortly(tmp_path):
     with pytest.raises(TaskDataError) as info:
         enc.label_id(Example(text="a", label="nope", where="f.tsv:3"))
     assert "and 495 more" in str(info.value) and len(str(info.value)) < 200
+
+
+def test_state_dict_and_config_errors_list_names_shortly():
+    """A GPT's state dict has dozens of names; an error lists a few and counts the rest."""
+    from minigpt import GPT, GPTConfig
+    m = GPT(GPTConfig(vocab_size=11, n_ctx=8, n_layer=3, n_embd=16, n_head=2))
+    n = len(m.state_dict())
+    with pytest.raises(KeyError) as info:
+        m.load_state_dict({})
+    msg = str(info.value)
+    assert f"and {n - 5} more" in msg and len(msg) < 300
+    with pytest.raises(ValueError, match=r"and 35 more") as info:
+        GPTConfig.from_dict({f"bogus{i}": 1 for i in range(40)})
+    assert len(str(info.value)) < 200

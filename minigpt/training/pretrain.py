@@ -25,7 +25,7 @@ import numpy as np
 from .. import random as mgrandom
 from ..autograd import no_grad
 from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive_float,
-                      positive_int)
+                      positive_int, short_list)
 from ..model import GPT, GPTConfig
 from ..optim import Adam, warmup_cosine
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -175,7 +175,8 @@ def _resumed_config(out: Path, state: dict, cfg: TrainConfig) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(saved) - known)
     if unknown:
-        raise CheckpointError(f"{state_file}: unknown training arguments {unknown}")
+        raise CheckpointError(f"{state_file}: unknown training arguments "
+                              f"{short_list(unknown, quote=True)}")
     if isinstance(state["step"], bool) or not isinstance(state["step"], int) or state["step"] < 0:
         raise CheckpointError(f"{state_file}: 'step' must be an integer >= 0, got "
                               f"{state['step']!r}")
