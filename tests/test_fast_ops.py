@@ -336,3 +336,46 @@ def test_reference_files_have_solution_markers_that_pair_up(path):
         # a forward and a backward in each Function (an op composed of other ops has none)
         n_functions = len(re.findall(r"^class \w+\(Function\):", path.read_text(), re.M))
         assert pairs == 2 * n_functions
+
+
+# ---- the reference on CuPy arrays (GPU machines only) -------------------------------------------
+
+def _cupy():
+    from minigpt.backend import BackendError, cupy_module
+    try:
+        return cupy_module()
+    except BackendError:
+        return None
+
+
+@pytest.mark.skipif(_cupy() is None, reason="needs CuPy and an NVIDIA GPU")
+def test_reference_ops_on_cupy_equal_the_numpy_reference():
+    """The reference is plain `xp` code: on CuPy arrays (float64, mode "reference") every op's
+    output and gradients equal the NumPy run."""
+    cp = _cupy()
+    rng = np.random.default_rng(0)
+    idx, pad = rng.integers(0, 5, size=(2, 3)), np.array([[1, 1, 0], [0, 0, 0]])
+    targets = np.array([1, -100, 4, 0, 2, -100])
+    cases = {
+        "embedding": (lambda W: F.embedding(idx, W), [(5, 4)]),
+        "linear": (F.linear, [(2, 3, 4), (4, 6), (6,)]),
+        "layer_norm": (F.layer_norm, [(2, 3, 4), (4,), (4,)]),
+        "gelu": (F.gelu, [(2, 3, 4)]),
+        "softmax": (F.softmax, [(2, 3, 4)]),
+        "log_softmax": (F.log_softmax, [(2, 3, 4)]),
+        "attention": (lambda q, k, v: F.attention(q, k, v, padding_mask=pad),
+                      [(2, 2, 3, 4)] * 3),
+        "cross_entropy": (lambda z: F.cross_entropy(z, targets), [(6, 5)]),
+    }
+    for op, (fn, shapes) in cases.items():
+        arrays = [rng.standard_normal(s) for s in shapes]
+        results = []
+        for xp in (np, cp):
+            ts = [Tensor(xp.asarray(a), requires_grad=True) for a in arrays]
+            with minigpt.use("reference"):
+                y = fn(*ts)
+                y.backward(xp.asarray(np.random.default_rng(1).standard_normal(y.shape)))
+            assert type(y.creator) is dispatch.registered()[op]["reference"]
+            results.append([minigpt.backend.to_numpy(a) for a in [y.data] + [t.grad for t in ts]])
+        for a, b in zip(*results):
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12, err_msg=op)
