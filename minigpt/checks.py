@@ -53,7 +53,8 @@ nonneg_int = Rule("nonneg_int", int, "an integer >= 0", lambda v: v >= 0)
 positive_float = Rule("positive_float", float, "a number > 0", lambda v: v > 0)
 nonneg_float = Rule("nonneg_float", float, "a number >= 0", lambda v: v >= 0)
 probability = Rule("probability", float, "a number in (0, 1]", lambda v: 0 < v <= 1)
-fraction = Rule("fraction", float, "a number in [0, 1)", lambda v: 0 <= v < 1)  # dropout, warmup share
+# dropout rates, a share of the updates spent warming up
+fraction = Rule("fraction", float, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def argparse_type(rule: Rule):

@@ -24,7 +24,8 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
 
     fn: callable taking the Tensors in `inputs` and returning a Tensor (deterministic: no
     dropout); anything else is a TypeError. A backward returning more or fewer gradients than
-    its Function has inputs is an error of backward() itself (autograd.Function). inputs: float64 Tensors. Passes when |analytic - numeric| <= atol + rtol*|numeric|
+    its Function has inputs is an error of backward() itself (autograd.Function).
+    inputs: float64 Tensors. Passes when |analytic - numeric| <= atol + rtol*|numeric|
     elementwise; returns True, or raises GradcheckError naming the input, the worst index, both
     values and the relative error.
     """
@@ -86,7 +87,8 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
             a, n = analytic[worst], numeric[worst]
             rel = abs(a - n) / max(abs(n), 1e-12)
             raise GradcheckError(
-                f"gradcheck failed for {names[i]} (shape {t.shape}) at index {tuple(map(int, worst))}: "
+                f"gradcheck failed for {names[i]} (shape {t.shape}) at index "
+                f"{tuple(map(int, worst))}: "
                 f"analytic {a:.8g}, numeric {n:.8g}, relative error {rel:.3g} "
                 f"(atol={atol}, rtol={rtol})")
     return True
