@@ -357,7 +357,7 @@ def test_float32_stays_float32_through_elementary_ops():
 
 # ---- gradient buffer ownership (autograd.GradientSums) ------------------------------------------
 
-class _Fresh(minigpt.Function):
+class _Fresh(Function):
     """y = x; backward returns a fresh array it remembers (to see where that array ends up)."""
     handed = []
 

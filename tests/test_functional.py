@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 import minigpt
 import minigpt.functional as F
 from minigpt import Tensor, gradcheck
-from conftest import requires_torch, tensor32, tensor64
+from conftest import requires_torch, tensor64
 
 seeds = st.integers(0, 2**32 - 1)
 sizes = st.integers(1, 3)  # 1 is always a candidate: T=1, hs=1, one head, one row
