@@ -318,7 +318,8 @@ def add_commands(sub) -> None:
     p.add_argument("--ckpt", required=True, help="run/checkpoint directory or HuggingFace dir")
     p.add_argument("--prompt", default="ROMEO:\nBut soft, what light",
                    help="the text to run; each token predicts the next (the loss is traced)")
-    p.add_argument("--max-rows", type=int, default=None,
+    from .checks import argparse_type, positive_int
+    p.add_argument("--max-rows", type=argparse_type(positive_int), default=None,
                    help="show only the first and last rows of each table")
     p.add_argument("--train-mode", action="store_true", help="keep dropout on (default: eval)")
     p.set_defaults(func=cmd_trace)

@@ -102,6 +102,7 @@ PARSE_ERRORS = [
     (["sample", "--ckpt", "x", "--seed", "-1"], "--seed: must be an integer >= 0, got -1"),
     (["eval", "--ckpt", "x", "--max-tokens", "0"], "--max-tokens: must be an integer >= 1, got 0"),
     (["demo", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
+    (["trace", "--ckpt", "x", "--max-rows", "0"], "--max-rows: must be an integer >= 1, got 0"),
     (["demo", "--sample-tokens", "-1"], "--sample-tokens: must be an integer >= 0, got -1"),
     (FT + ["--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
     (FT + ["--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
@@ -431,3 +432,21 @@ def test_state_dict_and_config_errors_list_names_shortly():
     with pytest.raises(ValueError, match=r"and 35 more") as info:
         GPTConfig.from_dict({f"bogus{i}": 1 for i in range(40)})
     assert len(str(info.value)) < 200
+
+
+# ----------------------------------------------------------------------------- the rules
+
+def test_rules_reject_wrong_types_and_non_finite_numbers_and_lists_stay_short():
+    from minigpt import checks
+    assert checks.positive_int(3, "n") == 3 and checks.nonneg_int(0) == 0
+    for bad in (True, "3", 2.0, None):
+        with pytest.raises(ValueError, match="n must be an integer >= 1"):
+            checks.positive_int(bad, "n")
+    for bad in (float("nan"), float("inf"), "0.5", False):
+        with pytest.raises(ValueError, match="p must be a number in"):
+            checks.probability(bad, "p")
+    assert checks.probability(1) == 1.0 and checks.fraction(0) == 0.0
+    assert checks.positive_int.optional(None) is None
+    assert checks.short_list(range(3)) == "0, 1, 2"
+    assert checks.short_list(range(1800)) == "0, 1, 2, 3, 4 and 1,795 more"
+    assert checks.short_list(["a", "b"], 1, quote=True) == "'a' and 1 more"
