@@ -25,9 +25,9 @@ only complete checkpoint (it renames it to `ckpt` instead).
 
 Testing hook: the environment variable MINIGPT_TEST_CRASH_AT=POINT[@N][,POINT[@N]...] makes
 the process exit at once (os._exit, like a kill) when a save reaches POINT for the N-th time
-(default the first): `written` (temporary complete, nothing renamed), `old-moved` (ckpt renamed
-to .ckpt.old), `placed` (new ckpt in place, .ckpt.old not yet discarded), `discarding` (old
-renamed to trash, not yet deleted).
+(default the first): `writing` (temporary half written), `written` (temporary complete,
+nothing renamed), `old-moved` (ckpt renamed to .ckpt.old), `placed` (new ckpt in place,
+.ckpt.old not yet discarded), `discarding` (old renamed to trash, not yet deleted).
 """
 from __future__ import annotations
 
@@ -107,6 +107,7 @@ def save_checkpoint(path, model: GPT, tokenizer=None, optimizer=None, state: dic
         _write_json(tmp / "config.json", {**model.config.to_dict(), "format": FORMAT, "version": 1})
         safetensors.save_file(dict(model.state_dict()), tmp / "model.safetensors",
                               metadata={"format": "np"})
+        crash_point("writing")
         if tokenizer is not None:
             tokenizer.save(tmp)
         full_state = dict(state or {})

@@ -169,6 +169,12 @@ class RunLock:
             f"({info.get('command', 'a run')}, started {info.get('started', '?')}); {hint}. "
             "Two writers would mix two runs in one folder.")
 
+    def check(self) -> None:
+        """Refuse early (reading only) when a live process holds the lock."""
+        holder = self._read()
+        if holder is not None and self._live(holder):
+            raise self._refuse(holder)
+
     def acquire(self) -> None:
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -264,6 +270,8 @@ class RunDirectory:
         if not _writable(existing):
             raise TrainingError(f"--out {p}: {existing} is read-only (no permission to write "
                                 "there); choose another --out")
+        if p.is_dir():
+            self.lock.check()
         if self.resume:
             if not p.is_dir():
                 raise TrainingError(f"--resume: run directory {p} does not exist")
