@@ -42,10 +42,11 @@ def chunk_table(sizes, chunk: int) -> np.ndarray:
     return np.array(rows, dtype=np.int32).reshape(-1, 2)
 
 
-def _tables(xp, sizes):
-    """The chunk and size tables for these tensor sizes, on xp's device (cached)."""
+def _tables(xp, sizes, wds=()):
+    """The chunk, size and weight-decay tables for these tensors, on xp's device (cached: they
+    change only when the parameter list does)."""
     device = xp.cuda.runtime.getDevice() if xp is not np else -1
-    key = (xp.__name__, device, sizes, CHUNK)
+    key = (xp.__name__, device, sizes, wds, CHUNK)
     hit = _TABLES.get(key)
     if hit is None:
         if len(_TABLES) >= 8:  # a few parameter lists per process; never grow without bound
@@ -53,7 +54,8 @@ def _tables(xp, sizes):
         for n in sizes:
             i32(n, "parameter size")
         hit = _TABLES[key] = (xp.asarray(chunk_table(sizes, CHUNK)),
-                              xp.asarray(np.array(sizes, dtype=np.int32)))
+                              xp.asarray(np.array(sizes, dtype=np.int32)),
+                              xp.asarray(np.array(wds, dtype=np.float32)))
     return hit
 
 
@@ -74,7 +76,7 @@ def grad_norm(grads) -> float:
     if not grads:
         return 0.0
     xp = get_array_module(grads[0])
-    chunks, sizes = _tables(xp, tuple(int(g.size) for g in grads))
+    chunks, sizes, _ = _tables(xp, tuple(int(g.size) for g in grads))
     partial = empty_output(xp, (chunks.shape[0],))
     launch(KERNEL_FILES["adam"], "adam_sumsq", (chunks.shape[0],), (ADAM_THREADS,),
            (pointer_table(grads), chunks, sizes, partial, i32(0), i32(CHUNK)),
@@ -100,8 +102,8 @@ def update_arrays(ps, gs, ms, vs, wds, lr_t: float, betas, eps: float, clip=None
         return
     ps, gs, ms, vs = ([a[i] for i in keep] for a in arrays)
     xp = get_array_module(ps[0])
-    chunks, sizes = _tables(xp, tuple(int(p.size) for p in ps))
-    wd = xp.asarray(np.array([wds[i] for i in keep], dtype=np.float32))
+    chunks, sizes, wd = _tables(xp, tuple(int(p.size) for p in ps),
+                                tuple(float(wds[i]) for i in keep))
     b1, b2 = betas
     launch(KERNEL_FILES["adam"], "adam_update", (chunks.shape[0],), (ADAM_THREADS,),
            (pointer_table(ps + gs + ms + vs), chunks, sizes, wd, i32(len(ps)), i32(CHUNK),
