@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from . import dispatch
 from . import fast  # noqa: F401  (registers the tuned CPU versions)
-from . import kernels as _kernels
-from .fused import FusedAttention, FusedSoftmax
+from . import cuda  # noqa: F401  (registers the CUDA kernels as the "cuda" implementations)
 from .ops import (GELU, Attention, CrossEntropy, Dropout, Embedding, LayerNorm, Linear,
                   LogSoftmax, Softmax, attention, attention_mask, check_attention_inputs,
                   cross_entropy, dropout, embedding, gelu, layer_norm, linear, linear_gelu,
@@ -25,12 +24,3 @@ __all__ = ["embedding", "linear", "layer_norm", "gelu", "softmax", "log_softmax"
            "Embedding", "Linear", "LayerNorm", "GELU", "Softmax", "LogSoftmax", "Attention",
            "Dropout", "CrossEntropy"]
 
-
-# ---- CUDA kernels: TEMPORARY, until minigpt/cuda/ registers its own Functions ---------------
-# CuPy float32: softmax over the last axis in one launch (kernels/02_softmax_warp.cu).
-# Attention (head size 32/64/128, attention dropout included) registers itself: importing
-# minigpt.cuda.attention (through .fused above) registers FusedAttention as the "cuda" attention.
-# minigpt.kernels.use_fused(False) / MINIGPT_FUSED=0 turns them off.
-
-dispatch.register("softmax", "cuda", FusedSoftmax,
-                  supports=lambda x, axis=-1: _kernels.can_fuse_softmax(x, axis))
