@@ -207,6 +207,13 @@ def test_entity_prf():
     assert T.entity_prf([["O"]], [["O"]])["f1"] == 0.0
 
 
+def test_accuracy():
+    assert T.accuracy(["pos", "neg", "pos"], ["pos", "pos", "pos"]) == pytest.approx(2 / 3)
+    assert T.accuracy([], []) == 0.0
+    with pytest.raises(ValueError, match="3 gold labels but 2 predictions"):
+        T.accuracy([1, 2, 3], [1, 2])
+
+
 # ----------------------------------------------------------------------------- user files
 
 def write(tmp_path, name, text):

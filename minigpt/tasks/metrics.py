@@ -1,7 +1,15 @@
-"""Task metrics: BIO entity spans and entity-level precision, recall and F1."""
+"""Task metrics: accuracy, BIO entity spans and entity-level precision, recall and F1."""
 from __future__ import annotations
 
-__all__ = ["bio_entities", "entity_prf"]
+__all__ = ["accuracy", "bio_entities", "entity_prf"]
+
+
+def accuracy(gold, pred) -> float:
+    """The share of examples (or tokens) whose prediction equals the gold label; 0.0 for none."""
+    gold, pred = list(gold), list(pred)
+    if len(gold) != len(pred):
+        raise ValueError(f"accuracy: {len(gold)} gold labels but {len(pred)} predictions")
+    return sum(g == p for g, p in zip(gold, pred)) / len(gold) if gold else 0.0
 
 
 def bio_entities(tags) -> set:

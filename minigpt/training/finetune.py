@@ -36,7 +36,7 @@ from ..checks import (argparse_type, check_fields, fraction, nonneg_float, nonne
                       positive_float, positive_int)
 from ..model import GPT
 from ..optim import Adam, warmup_linear
-from ..tasks import (TASKS, TaskData, TaskEncoder, Truncation, add_special_tokens,
+from ..tasks import (TASKS, TaskData, TaskEncoder, Truncation, accuracy, add_special_tokens,
                      collate, entity_prf, lm_targets, load_task_data, read_user_file,
                      special_ids)
 from ..fileio import atomic_write_text
@@ -197,12 +197,11 @@ def evaluate_task(model: TaskModel, encoded, task: str, labels, batch_size: int 
         gold = [[labels[t] for t in it.label] for it in encoded]
         pred = [[labels[t] for t in p] for p in preds]
         res = entity_prf(gold, pred)
-        n_tok = sum(len(g) for g in gold)
-        res["token_accuracy"] = sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p)) / max(n_tok, 1)
+        res["token_accuracy"] = accuracy([t for g in gold for t in g], [t for p in pred for t in p])
         res["examples"] = len(encoded)
         return res
-    correct = sum(int(p == it.label) for (p, _), it in zip(preds, encoded))
-    return {"accuracy": correct / max(len(encoded), 1), "examples": len(encoded)}
+    return {"accuracy": accuracy([it.label for it in encoded], [p for p, _ in preds]),
+            "examples": len(encoded)}
 
 
 def headline(task: str, metrics: dict) -> str:
@@ -381,8 +380,7 @@ def predict(ckpt, input_path, batch_size: int = 64, out=None, log=None) -> dict:
         if task == "tag":
             metrics = entity_prf([list(ex.label) for ex in examples], results)
         else:
-            gold = [ex.label for ex in examples]
-            metrics = {"accuracy": float(np.mean([g == r for g, r in zip(gold, results)]))}
+            metrics = {"accuracy": accuracy([ex.label for ex in examples], results)}
         summary = (f"entity F1 {metrics['f1']:.4f}" if task == "tag"
                    else f"accuracy {metrics['accuracy']:.4f}")
         log(f"{len(examples)} labelled examples in {input_path}: {summary}")
