@@ -130,10 +130,9 @@ def save_checkpoint(path, model: GPT, tokenizer=None, optimizer=None, state: dic
     return path
 
 
-def _discard(directory: Path) -> None:
+def _discard(directory: Path, name: str) -> None:
     """Delete a directory without ever leaving a half-deleted one under its name: rename it to
     `.NAME.trashXXXX` first (one atomic step), then delete that."""
-    name = directory.name.lstrip(".").split(".")[0]
     trash = Path(tempfile.mkdtemp(prefix=f".{name}.trash", dir=directory.parent))
     os.replace(directory, trash / "x")
     crash_point("discarding")
@@ -147,14 +146,14 @@ def replace_directory(new, path) -> None:
     old = path.parent / f".{path.name}.old"
     if path.exists():
         if old.exists():
-            _discard(old)               # path is complete: the stale old one is not needed
+            _discard(old, path.name)    # path is complete: the stale old one is not needed
         os.replace(path, old)
         crash_point("old-moved")
     os.replace(new, path)               # if path was missing, old (if any) is still complete
     fsync_directory(path.parent)
     crash_point("placed")
     if old.exists():
-        _discard(old)
+        _discard(old, path.name)
     fsync_directory(path.parent)
 
 
@@ -213,7 +212,7 @@ def clean_leftovers(directory, name: str = "ckpt", log=print) -> None:
             fsync_directory(directory)
     removed = []
     if old.is_dir() and path.is_dir():
-        _discard(old)
+        _discard(old, name)
         removed.append(old.name)
     for leftover in sorted(directory.glob(f".{name}.tmp*")) + sorted(directory.glob(f".{name}.trash*")):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -241,8 +240,19 @@ def load_checkpoint(path, with_optimizer_state: bool = False):
     """Load (model, tokenizer or None, state dict) from a checkpoint or run directory.
 
     With with_optimizer_state, state["optimizer"] also holds the moment arrays "m" and "v".
+    A checkpoint renamed away while it is read (a writer's swap at that moment) is looked up
+    again: the swap always leaves another complete one.
     """
-    path = resolve_checkpoint(path)
+    for attempt in range(3):
+        found = resolve_checkpoint(path)
+        try:
+            return _load(found, with_optimizer_state)
+        except (CheckpointError, OSError):
+            if attempt == 2 or found.is_dir():
+                raise
+
+
+def _load(path: Path, with_optimizer_state: bool):
     missing = [f for f in REQUIRED if not (path / f).is_file()]
     if missing:
         raise CheckpointError(f"checkpoint {path} is partial or not a minigpt checkpoint: "
