@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
@@ -216,6 +217,14 @@ def test_finetune_config_checks_the_same_ranges_for_api_users(field, value, mess
     from minigpt.training import FinetuneConfig
     with pytest.raises(ValueError, match=message):
         FinetuneConfig(**{field: value})
+
+
+def test_evaluate_with_zero_batches_is_an_error_not_nan():
+    from minigpt import GPT, GPTConfig
+    from minigpt.training import evaluate
+    m = GPT(GPTConfig(vocab_size=11, n_ctx=8, n_layer=1, n_embd=16, n_head=2))
+    with pytest.raises(ValueError, match="n_batches must be an integer >= 1, got 0"):
+        evaluate(m, np.arange(50) % 11, 8, 2, 0)
 
 
 def test_block_size_above_the_presets_context_is_an_error_before_anything_is_written(

@@ -99,6 +99,7 @@ def evaluate(model: GPT, data: np.ndarray, block_size: int, batch_size: int, n_b
              seed: int = 0) -> float:
     """Mean loss on n_batches random windows drawn from a fresh generator (same windows each call)."""
     from ..data import get_batch
+    positive_int(n_batches, "n_batches")  # 0 batches would be a NaN mean
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
