@@ -14,6 +14,7 @@ or a timeout is reported with its reason and the next section still runs):
              without (plain), PyTorch float32 eager (explicit masked softmax, per-tensor AdamW)
              and best (SDPA + fused AdamW), same initial weights; presets small (B=16, T=128)
              and gpt1 (B=8, T=512), GPT-1's dropout (0.1) on and off
+  profile    cProfile of 5 training steps of the small preset on CuPy: where the host time goes
   kernels    per-kernel table: each new kernel against the plain CuPy path it replaces (the
              reference op on CuPy arrays), ms and effective GB/s, at GPT-1's sizes
   attention  benchmarks/bench_attention_gpu.py at B=8, nh=12, hs=64, T = 512 (and 1024 with time)
@@ -307,6 +308,36 @@ for dropout in (0.1, 0.0):
         cp.get_default_memory_pool().free_all_blocks()
 """
 
+PROFILE_CASE = r"""
+# where a training step of the small preset (B=16, T=128, dropout 0.1, kernels on) spends its
+# time on the host: cProfile over 5 steps (after 3 warm-up steps), functions by own time
+import cProfile, pstats, io, time, numpy as np, cupy as cp
+from minigpt.model import GPT, GPTConfig
+from minigpt.optim import Adam
+cfg = GPTConfig.preset("small")
+model = GPT(cfg, seed=0).to("cuda"); model.train()
+opt = Adam(model.parameters(), lr=1e-4)
+idx = cp.asarray(np.random.default_rng(0).integers(0, cfg.vocab_size, (16, 129)))
+def step():
+    loss = model.loss(idx[:, :-1], idx[:, 1:]); opt.zero_grad(); loss.backward(); opt.step()
+for _ in range(3):
+    step()
+cp.cuda.Device().synchronize()
+prof = cProfile.Profile()
+t = time.time(); prof.enable()
+for _ in range(5):
+    step()
+cp.cuda.Device().synchronize()
+prof.disable(); wall = (time.time() - t) / 5
+buf = io.StringIO()
+st = pstats.Stats(prof, stream=buf); st.sort_stats("tottime").print_stats(14)
+total = sum(v[2] for v in st.stats.values()) / 5
+print(f"PROFILE step {wall * 1e3:.1f} ms wall (profiled), {total * 1e3:.1f} ms inside Python functions")
+for line in buf.getvalue().splitlines():
+    if line.strip()[:1].isdigit():
+        print("PROFILE " + line.strip()[:140])
+"""
+
 
 def model_table(rows) -> str:
     by = {}
@@ -430,6 +461,18 @@ def main() -> int:
 
     section("model", model)
 
+    profile_lines = []
+
+    def profile():
+        rc, out = sh([py, "-c", PROFILE_CASE], min(40, left() - 60), "profile.log")
+        profile_lines.extend(ln[len("PROFILE "):] for ln in out.splitlines()
+                             if ln.startswith("PROFILE "))
+        summary["steps"]["profile"] = "ok" if rc == 0 and profile_lines else f"FAILED rc={rc}"
+        if rc != 0:
+            print(out[-1500:])
+
+    section("profile", profile)
+
     def kernels():
         rc, out = sh([py, "-c", KERNELS_CASE], min(45, left() - 45), "kernels.log")
         rows = tagged(out, "KERNEL")
@@ -491,6 +534,9 @@ def main() -> int:
     for what, fn in (("kernels", lambda: kernel_table(summary["kernels"])),
                      ("attention", lambda: __import__("bench_attention_gpu").table(
                          json.loads(bench_json.read_text())) if bench_json.exists() else ""),
+                     ("profile", lambda: "host profile, small preset step (cProfile, by own "
+                      "time; ncalls tottime percall cumtime percall function):\n  "
+                      + "\n  ".join(profile_lines) if profile_lines else ""),
                      ("model", lambda: model_table(summary["model"]))):
         try:
             sys.path.insert(0, str(REPO / "benchmarks"))
