@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: venv test demo bench ablation gpu-check kernels-check clean
+.PHONY: venv test demo bench ablation gpu-check kernels-check tutorials clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m minigpt demo
+
+# rebuild tutorials/*.ipynb from tutorials/src/*.py, executing each in a Jupyter kernel
+tutorials: $(STAMP)
+	$(PY) tutorials/build.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cpu.py
