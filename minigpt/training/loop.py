@@ -137,6 +137,22 @@ def _is_running(pid: int, process_start) -> bool:
     return process_start is None or now is None or now == process_start
 
 
+def _create_exclusive(finished: Path, path: Path) -> None:
+    """Create `path` with the content of `finished`, failing with FileExistsError if it
+    exists: a hard link (atomic: the lock appears complete), or where the file system has no
+    hard links, an exclusive create and a write."""
+    try:
+        os.link(finished, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(finished.read_bytes())
+
+
 class RunLock:
     """`.lock` in a run folder, created atomically (a hard link of a finished file) and holding
     {"pid", "host", "started", "process_start", "command"} of the process that writes there."""
@@ -184,7 +200,7 @@ class RunLock:
         try:
             for _ in range(5):
                 try:
-                    os.link(tmp, self.path)   # atomic and exclusive: fails if a lock exists
+                    _create_exclusive(tmp, self.path)
                     self.held = True
                     return
                 except FileExistsError:
@@ -215,6 +231,14 @@ class RunLock:
             raise TrainingError(f"could not take the lock {self.path}; try again")
         finally:
             tmp.unlink(missing_ok=True)
+
+    def remove_dead_temporaries(self) -> None:
+        """Delete `.lock.<pid>.tmp` / `.lock.stale.<pid>` files of processes killed while
+        taking the lock (a live process's own are left to it)."""
+        for f in self.path.parent.glob(f"{LOCK_FILE}.*"):
+            pid = next((int(p) for p in f.name.split(".") if p.isdigit()), None)
+            if pid is not None and pid != os.getpid() and not _is_running(pid, None):
+                f.unlink(missing_ok=True)
 
     def release(self) -> None:
         if self.held:
@@ -277,10 +301,10 @@ class RunDirectory:
                 raise TrainingError(f"--resume: run directory {p} does not exist")
             return
         if p.is_dir() and not self.force and self._entries() and not self._abandoned_start():
+            resume = " or --resume to continue it" if self.command == "pretrain" else ""
             raise TrainingError(
                 f"output directory {p} already exists; pass --force to replace it (the old run "
-                "is kept until the new one has written its first checkpoint) or --resume to "
-                "continue it")
+                f"is kept until the new one has written its first checkpoint){resume}")
 
     # -- taking the folder -----------------------------------------------------------------
     def open(self) -> None:
@@ -299,6 +323,7 @@ class RunDirectory:
             self._remove_if_created()
             raise
         try:
+            self.lock.remove_dead_temporaries()
             self._recover_previous_run()
             clean_leftovers(self.path, "ckpt", self.log)
             if not self.resume:
