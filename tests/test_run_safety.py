@@ -23,7 +23,7 @@ from minigpt.training import (CheckpointError, FinetuneConfig, TrainConfig, Trai
                               clean_leftovers, finetune, load_checkpoint, plot_losses, pretrain,
                               read_metrics, save_checkpoint)
 from minigpt.training.checkpoint import CRASH_ENV, CRASH_EXIT_CODE
-from minigpt.training.loop import LOCK_FILE, PREVIOUS_RUN
+from minigpt.training.loop import LOCK_FILE, PREVIOUS_RUN, RunDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
 # single-threaded BLAS in the child processes: identical sums in every process, and no thread
@@ -161,6 +161,27 @@ def test_a_killed_force_start_is_undone_by_the_next_start(tmp_path, corpus):
     assert any("put back the old run" in m for m in logs), logs  # taking the folder undid it
     assert_intact(old)
     assert read_metrics(old / "metrics.jsonl") == [{"step": 1, "loss": 3.0}]
+
+
+@pytest.mark.parametrize("phase", [".moving", ".deleting-new", ".returning"])
+def test_an_interrupted_put_back_is_finished_by_the_next_start(tmp_path, phase):
+    """Killed while moving the old run aside or back: the next start that takes the folder
+    completes the put-back without deleting an old file or keeping a new one."""
+    old = precious_run(tmp_path / "old")
+    aside = old / PREVIOUS_RUN
+    aside.mkdir()
+    (aside / phase).write_bytes(b"")
+    os.replace(old / "notes.txt", aside / "notes.txt")        # one old file moved, one not
+    if phase == ".deleting-new":                              # the new run's file, not deleted yet
+        os.replace(old / "metrics.jsonl", aside / "metrics.jsonl")
+        (old / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')
+    folder = RunDirectory(old, resume=True, log=quiet)
+    folder.check()
+    folder.open()
+    folder.close(failed=False)
+    assert_intact(old)
+    assert read_metrics(old / "metrics.jsonl") == [{"step": 1, "loss": 3.0}]
+    assert sorted(p.name for p in old.iterdir()) == ["metrics.jsonl", "notes.txt"]
 
 
 def test_a_failed_start_leaves_nothing_behind(tmp_path, corpus, monkeypatch):

@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,7 +40,9 @@ METRICS_FILE = "metrics.jsonl"
 # what a start writes before its first checkpoint: a folder holding only these is an abandoned
 # start (a run killed before it saved anything), not a run to protect
 _START_ARTIFACTS = (METRICS_FILE, LOCK_FILE, "loss.png")
-_MOVING, _RESTORING = ".moving", ".restoring"   # markers inside .previous-run
+# markers inside .previous-run: what a killed process was doing with it
+_MOVING, _DELETING, _RETURNING = ".moving", ".deleting-new", ".returning"
+_MARKERS = (_MOVING, _DELETING, _RETURNING)
 
 
 class TrainingError(RuntimeError):
@@ -270,8 +273,8 @@ class RunDirectory:
     # -- before anything is written ------------------------------------------------------
     def _entries(self) -> list:
         return sorted(p for p in self.path.iterdir()
-                      if p.name not in (LOCK_FILE, PREVIOUS_RUN) and
-                      not p.name.startswith(f"{LOCK_FILE}."))
+                      if p.name != LOCK_FILE and not p.name.startswith((f"{LOCK_FILE}.",
+                                                                         PREVIOUS_RUN)))
 
     def _abandoned_start(self) -> bool:
         """Only what a start writes before its first checkpoint, and no checkpoint."""
@@ -324,6 +327,8 @@ class RunDirectory:
             raise
         try:
             self.lock.remove_dead_temporaries()
+            for unused in self.path.glob(f"{PREVIOUS_RUN}.tmp*"):  # never held a file
+                shutil.rmtree(unused)
             self._recover_previous_run()
             clean_leftovers(self.path, "ckpt", self.log)
             if not self.resume:
@@ -344,8 +349,9 @@ class RunDirectory:
 
     def _move_aside(self, entries) -> None:
         aside = self.path / PREVIOUS_RUN
-        aside.mkdir()
-        (aside / _MOVING).write_bytes(b"")
+        staging = Path(tempfile.mkdtemp(prefix=f"{PREVIOUS_RUN}.tmp", dir=self.path))
+        (staging / _MOVING).write_bytes(b"")
+        os.replace(staging, aside)     # .previous-run never exists without its marker
         for e in entries:
             os.replace(e, aside / e.name)
         (aside / _MOVING).unlink()
@@ -355,13 +361,18 @@ class RunDirectory:
                  "stops before that")
 
     def _restore_previous_run(self) -> None:
+        """Put the old run back, in phases a kill can interrupt and the next start resumes:
+        delete the new run's files (marker .deleting-new), then move the old files back
+        (marker .returning, or .moving if the move aside itself was interrupted)."""
         aside = self.path / PREVIOUS_RUN
-        if not (aside / _MOVING).exists() and not (aside / _RESTORING).exists():
-            for e in self._entries():      # the new run's files (it has no checkpoint)
+        if not any((aside / m).exists() for m in _MARKERS):
+            (aside / _DELETING).write_bytes(b"")
+        if (aside / _DELETING).exists():
+            for e in self._entries():      # only the new run's files: nothing is back yet
                 _remove(e)
-            (aside / _RESTORING).write_bytes(b"")
+            os.replace(aside / _DELETING, aside / _RETURNING)
         for e in sorted(aside.iterdir()):
-            if e.name not in (_MOVING, _RESTORING):
+            if e.name not in _MARKERS:
                 os.replace(e, self.path / e.name)
         shutil.rmtree(aside)
         fsync_directory(self.path)
@@ -372,7 +383,7 @@ class RunDirectory:
         aside = self.path / PREVIOUS_RUN
         if not aside.is_dir():
             return
-        marked = (aside / _MOVING).exists() or (aside / _RESTORING).exists()
+        marked = any((aside / m).exists() for m in _MARKERS)
         if not marked and find_checkpoint(self.path) is not None:
             shutil.rmtree(aside)
             self.log(f"note: removed {aside}, the old run a --force start had replaced")
