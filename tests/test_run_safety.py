@@ -195,6 +195,24 @@ def test_a_failed_start_leaves_nothing_behind(tmp_path, corpus, monkeypatch):
     assert pretrain(tiny(corpus, out), progress=False, log=quiet)["status"] == "completed"
 
 
+def test_a_second_ctrl_c_aborts_and_a_new_run_leaves_nothing(tmp_path, corpus, monkeypatch):
+    """First Ctrl-C: stop at the step boundary (and save); a second one aborts at once. Before
+    the first checkpoint, the aborted new run leaves no folder behind."""
+    import minigpt.data
+    real = minigpt.data.get_batch
+
+    def two_ctrl_c(*a, **k):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **k)
+    monkeypatch.setattr(minigpt.data, "get_batch", two_ctrl_c)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny(corpus, out), progress=False, log=quiet)
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
 def test_an_abandoned_start_does_not_block_the_rerun(tmp_path, corpus):
     """A start killed before its first checkpoint (metrics.jsonl and a stale lock left): the
     rerun without --force starts over instead of refusing."""

@@ -86,8 +86,8 @@ class StopOnCtrlC:
 # ----------------------------------------------------------------------------- metrics.jsonl
 
 def read_metrics(path, warn=_warn) -> list:
-    """The rows of a metrics.jsonl. A line that is not a JSON object with a step (the torn last
-    line of a killed run) is skipped with a warning naming the file and line."""
+    """The rows of a metrics.jsonl. A line that is not a JSON object with a step and a loss (the
+    torn last line of a killed run) is skipped with a warning naming the file and line."""
     path = Path(path)
     if not path.exists():
         return []
@@ -99,7 +99,8 @@ def read_metrics(path, warn=_warn) -> list:
             row = json.loads(line)
         except json.JSONDecodeError:
             row = None
-        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int) or \
+                not isinstance(row.get("loss"), (int, float)):
             warn(f"{path}:{n}: skipping an incomplete or corrupt line (a run killed while "
                  f"writing it?): {line[:60]!r}")
             continue
