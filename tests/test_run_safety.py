@@ -77,7 +77,8 @@ def assert_intact(path: Path) -> None:
     assert not (path / PREVIOUS_RUN).exists() and not (path / LOCK_FILE).exists()
 
 
-def weights(run) -> dict:
+def weights(run) -> tuple:
+    """(parameter name -> array, state) of the checkpoint in `run`."""
     model, _, state = load_checkpoint(run)
     return {k: np.array(v) for k, v in model.state_dict().items()}, state
 
