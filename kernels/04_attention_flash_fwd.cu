@@ -22,6 +22,13 @@
 // (and so lse) is over the undropped probabilities, as softmax-then-dropout defines it.
 // drop_threshold = 0 switches dropout off (no hash is computed).
 //
+// Prefetch (the flash_fwd_pf_hsN kernels, what minigpt's default variant runs): the next K and V
+// tiles are copied into shared memory with cp.async (tiles.cuh) while the current tile is
+// computed, instead of every thread waiting for its loads at the top of each tile. Same
+// buffers (K is free once S is computed, V once P V is), so the same shared memory:
+//     wait K(t); sync; S = Q K^T; softmax; wait V(t); sync; issue K(t+1); P V; sync; issue V(t+1)
+// With only 2 blocks (16 warps) per SM there is little else to hide a load's latency behind.
+//
 // Launch shape: grid (BH, ceil(Tq / 64)), block 256, dynamic shared memory
 //   ((64 + 2*BN) * (HS + 4) + 64 * (BN + 4)) * 4 bytes    (Q, K, V, P tiles)
 // with BN = 64 for HS = 32 and 64, BN = 32 for HS = 128 (keeps 2 blocks per SM). The kernels
@@ -31,7 +38,7 @@
 #include "philox.cuh"
 #include "tiles.cuh"
 
-template <int HS, int BN>
+template <int HS, int BN, bool PF>
 __device__ __forceinline__ void flash_fwd(const float* __restrict__ q, const float* __restrict__ k,
                                           const float* __restrict__ v, const float* __restrict__ pad,
                                           float* __restrict__ o, float* __restrict__ lse, int nh,
@@ -57,6 +64,12 @@ __device__ __forceinline__ void flash_fwd(const float* __restrict__ q, const flo
   lse += (long long)bh * Tq;
 
   load_rows<MG_ROWS, HS>(Qs, q, q0, Tq);
+  if (PF) {  // prefetch: K and V of the first tile, as two groups (see the loop)
+    load_rows_async<BN, HS>(Ks, k, 0, Tk);
+    mg_cp_async_commit();
+    load_rows_async<BN, HS>(Vs, v, 0, Tk);
+    mg_cp_async_commit();
+  }
 
   float m[4], l[4], acc[4][NO];
 #pragma unroll
@@ -70,9 +83,13 @@ __device__ __forceinline__ void flash_fwd(const float* __restrict__ q, const flo
   // causal: the block's last query row q0 + 63 sits at position q0 + 63 + (Tk - Tq)
   const int k_end = causal ? mg_min(Tk, q0 + MG_ROWS + (Tk - Tq)) : Tk;
   for (int k0 = 0; k0 < k_end; k0 += BN) {
-    load_rows<BN, HS>(Ks, k, k0, Tk);
-    load_rows<BN, HS>(Vs, v, k0, Tk);
-    __syncthreads();  // Q (first time), K, V tiles visible to all
+    if (PF) {
+      mg_cp_async_wait<1>();  // this tile's K has landed (its V may still be on the way)
+    } else {
+      load_rows<BN, HS>(Ks, k, k0, Tk);
+      load_rows<BN, HS>(Vs, v, k0, Tk);
+    }
+    __syncthreads();  // Q (first time), K (and V without prefetch) visible to all
 
     float s[4][TN];
     tile_dot<HS, TN>(s, Qs, Ks, ty, tx);
@@ -108,10 +125,20 @@ __device__ __forceinline__ void flash_fwd(const float* __restrict__ q, const flo
         Ps[(ty * 4 + i) * LDP + tx + 16 * j] =
             s[i][j] * mg_dropout_factor(seed, drop_threshold, drop_scale, row0 + qi, k0 + tx + 16 * j);
     }
-    __syncthreads();  // P complete
+    if (PF) mg_cp_async_wait<0>();  // this tile's V has landed too
+    __syncthreads();  // P (and V) complete; every thread is done reading K
+    const bool more = k0 + BN < k_end;
+    if (PF) {  // the next K streams in while P V runs
+      if (more) load_rows_async<BN, HS>(Ks, k, k0 + BN, Tk);
+      mg_cp_async_commit();
+    }
 
     tile_pv<HS, BN>(acc, Ps, Vs, ty, tx);
-    __syncthreads();  // done reading K, V, P before the next tile overwrites them
+    __syncthreads();  // done reading V, P before the next tile overwrites them
+    if (PF) {  // the next V streams in while the next S = Q K^T and softmax run
+      if (more) load_rows_async<BN, HS>(Vs, v, k0 + BN, Tk);
+      mg_cp_async_commit();
+    }
   }
 
 #pragma unroll
@@ -130,8 +157,16 @@ __device__ __forceinline__ void flash_fwd(const float* __restrict__ q, const flo
       const float* __restrict__ pad, float* __restrict__ o, float* __restrict__ lse, int nh,      \
       int Tq, int Tk, int seed, int drop_threshold, float drop_scale, float scale, int causal,     \
       int has_pad) {                                                                               \
-    flash_fwd<HS, BN>(q, k, v, pad, o, lse, nh, Tq, Tk, (unsigned)seed, (unsigned)drop_threshold,  \
-                      drop_scale, scale, causal, has_pad);                                         \
+    flash_fwd<HS, BN, false>(q, k, v, pad, o, lse, nh, Tq, Tk, (unsigned)seed,                     \
+                             (unsigned)drop_threshold, drop_scale, scale, causal, has_pad);        \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(MG_THREADS, 2) flash_fwd_pf_hs##HS(                    \
+      const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,       \
+      const float* __restrict__ pad, float* __restrict__ o, float* __restrict__ lse, int nh,      \
+      int Tq, int Tk, int seed, int drop_threshold, float drop_scale, float scale, int causal,     \
+      int has_pad) {                                                                               \
+    flash_fwd<HS, BN, true>(q, k, v, pad, o, lse, nh, Tq, Tk, (unsigned)seed,                      \
+                            (unsigned)drop_threshold, drop_scale, scale, causal, has_pad);         \
   }
 
 // (HS, BN) pairs: minigpt/kernels.py's FLASH_TILES must list the same (a CPU test checks).

@@ -20,6 +20,10 @@
 // tile products cost). minigpt/cuda/attention.py falls back to 05 when the buffer would be
 // larger than its limit (long sequences).
 //
+// Prefetch (the flash_bwd_onepass_pf_hsN kernels, what minigpt's default variant runs): once
+// dV and dK of a query tile are done, a barrier frees the Q and dO buffers and the next query
+// tile's Q and dO are copied in with cp.async (tiles.cuh) while the dQ product runs.
+//
 // Launch shapes (block 256 threads):
 //   onepass: grid (BH, ceil(Tk / 64)), shared ((128 + 2*BQ)*(HS+4) + 128*(BQ+4) + 2*BQ) * 4 B
 //            (K, V, Q, dO, P^T, dS^T, lse, D: the same layout as 05's dK/dV kernel)
@@ -30,7 +34,7 @@
 #include "philox.cuh"
 #include "tiles.cuh"
 
-template <int HS, int BQ>
+template <int HS, int BQ, bool PF>
 __device__ __forceinline__ void flash_bwd_onepass(
     const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
     const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Dg,
@@ -76,14 +80,22 @@ __device__ __forceinline__ void flash_bwd_onepass(
   // causal: query i sees key k0 only if i >= k0 - (Tk - Tq); start at that query's tile
   // (flash_bwd_dq_reduce repeats this rule to know which partials exist)
   const int q_begin = causal ? (mg_max(0, k0 - (Tk - Tq)) / BQ) * BQ : 0;
+  if (PF) {  // prefetch: the first query tile's Q and dO
+    load_rows_async<BQ, HS>(Qs, q, q_begin, Tq);
+    load_rows_async<BQ, HS>(Gs, dout, q_begin, Tq);
+    mg_cp_async_commit();
+  }
   for (int q0 = q_begin; q0 < Tq; q0 += BQ) {
-    load_rows<BQ, HS>(Qs, q, q0, Tq);
-    load_rows<BQ, HS>(Gs, dout, q0, Tq);
+    if (!PF) {
+      load_rows<BQ, HS>(Qs, q, q0, Tq);
+      load_rows<BQ, HS>(Gs, dout, q0, Tq);
+    }
     if (threadIdx.x < BQ) {
       const int qi = q0 + threadIdx.x;
       Ls[threadIdx.x] = qi < Tq ? lse[qi] * MG_LOG2E : MG_INF;
       Dsm[threadIdx.x] = qi < Tq ? Dg[qi] : 0.0f;
     }
+    if (PF) mg_cp_async_wait<0>();  // this query tile's Q and dO have landed
     __syncthreads();  // K, V (first time), Q, dO, lse, D visible
 
     float st[4][TN], dpt[4][TN];
@@ -106,6 +118,14 @@ __device__ __forceinline__ void flash_bwd_onepass(
 
     tile_pv<HS, BQ>(dv_acc, Ps, Gs, ty, tx);  // dV += (P D)^T dO
     tile_pv<HS, BQ>(dk_acc, Ss, Qs, ty, tx);  // dK += dS^T Q   (scale applied at the end)
+    if (PF) {  // Q and dO are free: the next query tile's stream in while dS K runs
+      __syncthreads();
+      if (q0 + BQ < Tq) {
+        load_rows_async<BQ, HS>(Qs, q, q0 + BQ, Tq);
+        load_rows_async<BQ, HS>(Gs, dout, q0 + BQ, Tq);
+      }
+      mg_cp_async_commit();
+    }
     {
       float dq_acc[R][NO];
       tile_ptv<HS, R>(dq_acc, Ss, LDP, Ks, ty, tx);  // dQpart = dS K for this query tile
@@ -155,16 +175,26 @@ flash_bwd_dq_reduce(const float* __restrict__ dqpart, float* __restrict__ dq, in
 }
 
 // MINB as in 05: 2 blocks per SM for HS = 32, 64; 1 for HS = 128 (its 2 x 32 accumulators).
-#define MG_FLASH_ONEPASS(HS, BQ, MINB)                                                             \
-  extern "C" __global__ void __launch_bounds__(MG_THREADS, MINB) flash_bwd_onepass_hs##HS(         \
-      const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,       \
+// flash_bwd_onepass_hsN, and flash_bwd_onepass_pf_hsN with the next query tile's Q and dO
+// prefetched by cp.async while the dQ product runs (one more barrier per tile)
+#define MG_FLASH_ONEPASS_ARGS                                                                      \
+  const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,           \
       const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ D,  \
       const float* __restrict__ pad, float* __restrict__ dk, float* __restrict__ dv,              \
       float* __restrict__ dqpart, int nh, int Tq, int Tk, int seed, int drop_threshold,            \
-      float drop_scale, float scale, int causal, int has_pad) {                                    \
-    flash_bwd_onepass<HS, BQ>(q, k, v, dout, lse, D, pad, dk, dv, dqpart, nh, Tq, Tk,              \
-                              (unsigned)seed, (unsigned)drop_threshold, drop_scale, scale, causal, \
-                              has_pad);                                                            \
+      float drop_scale, float scale, int causal, int has_pad
+#define MG_FLASH_ONEPASS_CALL(HS, BQ, PF)                                                          \
+  flash_bwd_onepass<HS, BQ, PF>(q, k, v, dout, lse, D, pad, dk, dv, dqpart, nh, Tq, Tk,            \
+                                (unsigned)seed, (unsigned)drop_threshold, drop_scale, scale,       \
+                                causal, has_pad)
+#define MG_FLASH_ONEPASS(HS, BQ, MINB)                                                             \
+  extern "C" __global__ void __launch_bounds__(MG_THREADS, MINB) flash_bwd_onepass_hs##HS(         \
+      MG_FLASH_ONEPASS_ARGS) {                                                                     \
+    MG_FLASH_ONEPASS_CALL(HS, BQ, false);                                                          \
+  }                                                                                                \
+  extern "C" __global__ void __launch_bounds__(MG_THREADS, MINB) flash_bwd_onepass_pf_hs##HS(      \
+      MG_FLASH_ONEPASS_ARGS) {                                                                     \
+    MG_FLASH_ONEPASS_CALL(HS, BQ, true);                                                           \
   }
 
 // (HS, BQ) pairs: the same tiles as 05 (minigpt/cuda/attention.py's FLASH_TILES; a CPU test checks).

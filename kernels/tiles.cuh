@@ -40,6 +40,57 @@ __device__ __forceinline__ void load_rows(float* __restrict__ dst, const float* 
   }
 }
 
+// ---- asynchronous tile loads (cp.async, sm_80+) ---------------------------------------------
+// load_rows_async is load_rows without the trip through registers: each 16-byte piece is
+// copied global -> shared by the memory system while the threads go on computing. The copies
+// a thread issued since its last mg_cp_async_commit() form one group; mg_cp_async_wait<N>()
+// returns when all but the N most recent groups have landed (for this thread: a
+// __syncthreads() after it makes every thread's copies visible to all). Rows past the end are
+// zero-filled (source size 0, nothing is read). Without cp.async (the CPU emulator, or an
+// architecture below sm_80) the copy happens at once, at the point of issue: the earliest
+// moment the hardware could write, so a missing barrier before the issue is still a race there.
+__device__ __forceinline__ void mg_cp_async16(float* dst_smem, const float* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned s;
+  asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }"
+               : "=r"(s) : "l"(dst_smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+               :: "r"(s), "l"(src), "r"(valid ? 16 : 0) : "memory");
+#else
+  *reinterpret_cast<float4*>(dst_smem) =
+      valid ? *reinterpret_cast<const float4*>(src) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#endif
+}
+
+__device__ __forceinline__ void mg_cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+template <int N>
+__device__ __forceinline__ void mg_cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
+#endif
+}
+
+// load_rows, asynchronously (same layout, same zero rows past n); the caller commits and waits.
+template <int ROWS, int HS>
+__device__ __forceinline__ void load_rows_async(float* __restrict__ dst, const float* __restrict__ src,
+                                                int row0, int n) {
+  constexpr int V4 = HS / 4;
+  constexpr int TOTAL = ROWS * V4;
+  static_assert(TOTAL % MG_THREADS == 0, "a tile must split evenly over the block");
+#pragma unroll
+  for (int it = 0; it < TOTAL / MG_THREADS; ++it) {
+    const int idx = it * MG_THREADS + threadIdx.x;
+    const int r = idx / V4, c = (idx % V4) * 4;
+    const bool valid = row0 + r < n;
+    mg_cp_async16(dst + r * (HS + 4) + c, src + (valid ? (long long)(row0 + r) * HS + c : 0), valid);
+  }
+}
+
 // acc[i][j] = sum_d A[ty*4 + i][d] * B[tx + 16*j][d]      (i < 4, j < TN)
 // A: [64][HS + 4] and B: [16*TN][HS + 4] in shared memory: the "A @ B^T" tile product
 // (S = Q K^T, dP = dO V^T, ...). Each step reads 4 float4 of A (the same address across the

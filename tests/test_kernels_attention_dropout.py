@@ -173,6 +173,36 @@ def test_emulated_kernels_with_dropout_match_reference(emu, variant, B, nh, Tq, 
 
 
 @requires_gxx
+@pytest.mark.parametrize("B,nh,Tq,Tk,hs,causal,padded,p", [DROPOUT_CASES[0], DROPOUT_CASES[4]])
+def test_emulated_onepass_without_prefetch(emu, monkeypatch, B, nh, Tq, Tk, hs, causal, padded, p):
+    """The plain-load kernels of 04/10 (FLASH_PREFETCH = False, kept for timing) agree too."""
+    monkeypatch.setattr(A, "FLASH_PREFETCH", False)
+    test_emulated_kernels_with_dropout_match_reference(emu, "flash_onepass", B, nh, Tq, Tk, hs,
+                                                       causal, padded, p)
+    names = {key.split(":")[1] for key in emu.kernels}
+    assert f"flash_fwd_hs{hs}" in names and f"flash_bwd_onepass_hs{hs}" in names
+
+
+@requires_gxx
+@pytest.mark.parametrize("hs", [32, 64])
+def test_emulated_prefetch_kernels_have_no_data_race(hs):
+    """ThreadSanitizer over the cp.async kernels (emulated: the copy lands when issued), with
+    dropout, padding and three tiles each way: a prefetch issued before every thread is done
+    with the buffer it overwrites is reported as a race."""
+    tsan = emulate.EmulatedKernels(sanitizer="thread")
+    rng = np.random.default_rng(hs + 1)
+    q, k, v, g = (rng.standard_normal((1, 1, 150, hs)).astype(np.float32) for _ in range(4))
+    pm = np.ones((1, 150), np.float32)
+    pm[0, 3] = 0
+    with L.kernel_provider(tsan):
+        o, lse = A.attention_forward(q, k, v, True, pm, "flash_onepass", 0.1, 3)
+        dq, dk, dv = A.attention_backward(q, k, v, o, lse, g, True, pm, "flash_onepass", 0.1, 3)
+    names = {key.split(":")[1] for key in tsan.kernels}
+    assert {f"flash_fwd_pf_hs{hs}", f"flash_bwd_onepass_pf_hs{hs}"} <= names
+    assert np.isfinite(o).all() and np.isfinite(dq).all() and np.isfinite(dk).all()
+
+
+@requires_gxx
 def test_emulated_dropout_depends_on_the_seed_only(emu):
     """The same seed gives the same bits (whichever backward); another seed another output."""
     rng = np.random.default_rng(2)

@@ -191,7 +191,8 @@ def test_kernel_names_found_in_each_file():
     assert names["01_softmax_naive.cu"] == {"softmax_naive_fwd", "softmax_naive_bwd"}
     assert names["02_softmax_warp.cu"] == {"softmax_warp_fwd", "softmax_warp_bwd"}
     assert names["03_attention_naive.cu"] == {"attn_naive_fwd", "attn_naive_bwd_dq", "attn_naive_bwd_dkdv"}
-    assert names["04_attention_flash_fwd.cu"] == {f"flash_fwd_hs{h}" for h in A.FLASH_TILES}
+    assert names["04_attention_flash_fwd.cu"] == {f"flash_fwd_{pf}hs{h}" for h in A.FLASH_TILES
+                                                  for pf in ("", "pf_")}
     assert names["05_attention_flash_bwd.cu"] == (
         {"flash_bwd_preprocess"} | {f"flash_bwd_{k}_hs{h}" for h in A.FLASH_TILES for k in ("dq", "dkdv")})
 
@@ -284,7 +285,7 @@ def test_launch_passes_typed_arguments_and_raises_the_smem_limit():
     q = np.random.default_rng(0).standard_normal((2, 3, 70, 128)).astype(np.float32)
     with L.kernel_provider(prov):
         A.attention_forward(q, q, q, causal=True)
-    fn = prov.fns[("04_attention_flash_fwd.cu", "flash_fwd_hs128")]
+    fn = prov.fns[("04_attention_flash_fwd.cu", "flash_fwd_pf_hs128")]  # the default variant
     (grid, block, args, smem), = fn.calls
     assert grid == (6, 2) and block == (256,) and smem == A.flash_smem_bytes("fwd", 128)
     assert fn.max_dynamic_shared_size_bytes == smem > 48 * 1024

@@ -47,7 +47,7 @@ from .loader import (KERNEL_FILES, as_kernel_array, cdiv, empty_output, f32, fus
                      launch)
 
 __all__ = ["SOFTMAX_VARIANTS", "ATTENTION_VARIANTS", "DEFAULT_ATTENTION_VARIANT", "FLASH_TILES",
-           "ONEPASS_MAX_PARTIAL_BYTES", "softmax_launch", "softmax_forward", "softmax_backward",
+           "ONEPASS_MAX_PARTIAL_BYTES", "FLASH_PREFETCH", "softmax_launch", "softmax_forward", "softmax_backward",
            "flash_smem_bytes", "flash_launch", "attention_forward", "attention_backward",
            "can_fuse_attention", "can_fuse_softmax", "supports_attention", "dropout_threshold",
            "dropout_keep", "dropout_mask", "draw_dropout_seed", "philox2x32",
@@ -60,6 +60,10 @@ DEFAULT_ATTENTION_VARIANT = "flash_onepass"
 # 10's dQ partials are a (B*nh, ceil(Tk/64), Tq, hs) float32 buffer; above this many bytes the
 # backward uses 05 instead (same results up to rounding, no extra memory).
 ONEPASS_MAX_PARTIAL_BYTES = 1 << 30
+# "flash_onepass" runs the prefetching kernels of 04 and 10 (flash_fwd_pf_hsN,
+# flash_bwd_onepass_pf_hsN: the next tile is copied in with cp.async while the current one is
+# computed). False runs the same algorithm with plain loads (for timing the difference).
+FLASH_PREFETCH = True
 
 # Flash kernels: head size -> BN, the rows of the streamed tile (keys in the forward and the dQ
 # kernel, queries in the dK/dV kernel). Must match the MG_FLASH_FWD/MG_FLASH_BWD lines of
@@ -304,7 +308,8 @@ def attention_forward(q, k, v, causal: bool = True, padding_mask=None,
         i32(BH * Tq, "B*nh*Tq")  # the dropout counter of a row is a 32-bit int
         fname = KERNEL_FILES["attention_flash_fwd"]
         grid, block, smem = flash_launch("fwd", BH, Tq, Tk, hs)
-        launch(fname, f"flash_fwd_hs{hs}", grid, block,
+        pf = "pf_" if variant == "flash_onepass" and FLASH_PREFETCH else ""
+        launch(fname, f"flash_fwd_{pf}hs{hs}", grid, block,
                (q, k, v, pad, o, lse, *dims, *_dropout_args(dropout_p, seed), scale, i32(causal),
                 has_pad), smem)
     else:
@@ -364,7 +369,8 @@ def attention_backward(q, k, v, o, lse, do, causal: bool = True, padding_mask=No
         grid, block, smem = flash_launch("onepass", BH, Tq, Tk, hs)
         nkt = grid[1]
         dqpart = empty_output(xp, (BH, nkt, Tq, hs))  # (B*nh, key tiles, Tq, hs)
-        launch(fname, f"flash_bwd_onepass_hs{hs}", grid, block,
+        pf = "pf_" if FLASH_PREFETCH else ""
+        launch(fname, f"flash_bwd_onepass_{pf}hs{hs}", grid, block,
                (q, k, v, do, lse, D, pad, dk, dv, dqpart, *dims, *drop, *flags), smem)
         grid, block, _ = flash_launch("reduce", BH, Tq, Tk, hs)
         launch(fname, "flash_bwd_dq_reduce", grid, block,
