@@ -7,7 +7,8 @@
 Implementations, all float32 on the same card:
   flash-onepass  kernels/04 + 10 (minigpt.cuda.attention.attention_forward / _backward with the
               default variant "flash_onepass": dQ from per-key-tile partials in the dK/dV pass);
-              "flash-onepass+drop" the same with attention dropout p = 0.1 inside the kernels
+              "flash-onepass+drop" the same with attention dropout p = 0.1 inside the kernels;
+              "flash-onepass-noprefetch" without the cp.async prefetch (FLASH_PREFETCH = False)
   flash       kernels/04 + 05 (variant "flash": the two-kernel backward, kept for comparison)
   naive-cu    kernels/03: one thread per row (the slow reference rung)
   cupy-naive  cuBLAS batched matmuls (cupy.matmul) + the 02 causal softmax kernel, the
@@ -114,6 +115,16 @@ def make_impls(cp, q, k, v, do, torch=None):
             return A.attention_backward(q, k, v, o, lse, do, causal=True, variant=variant,
                                         dropout_p=p, seed=1)
         impls[name] = (fwd, fwdbwd)
+
+    def without_prefetch(fn):
+        def run():
+            previous, A.FLASH_PREFETCH = A.FLASH_PREFETCH, False
+            try:
+                return fn()
+            finally:
+                A.FLASH_PREFETCH = previous
+        return run
+    impls["flash-onepass-noprefetch"] = tuple(map(without_prefetch, impls["flash-onepass"]))
 
     kt = k.swapaxes(-1, -2)
 
