@@ -354,3 +354,22 @@ def test_cuda_implementations_are_registered_and_decline_numpy():
     assert not layers.can_fuse_layer_norm(x, x[0], x[0])
     assert not layers.can_fuse_cross_entropy(x, targets=np.zeros(2, np.int64))
     assert dispatch.choose("layer_norm", x, x[0], x[0], eps=1e-5) is not layers.FusedLayerNorm
+
+
+def test_index_array_hygiene():
+    t = L.as_index_array(np.array([3, -100, 7], dtype=np.int64), "targets")
+    assert t.dtype == np.int32 and t.flags.c_contiguous and t.tolist() == [3, -100, 7]
+    same = np.array([1, 2], dtype=np.int32)
+    assert L.as_index_array(same) is same  # no needless copy
+    with pytest.raises(TypeError, match="integer"):
+        L.as_index_array(np.zeros(2, np.float32), "targets")
+    with pytest.raises(OverflowError, match="32-bit"):
+        L.as_index_array(np.array([2**31], dtype=np.int64), "targets")
+    assert L.as_index_array(np.array([2**31], dtype=np.int64), check_range=False).dtype == np.int32
+
+
+def test_emulator_pointer_table_rejects_what_the_gpu_could_not_take():
+    with pytest.raises(TypeError, match="float32"):
+        emulate.PointerTable([np.zeros(3, np.float64)])
+    with pytest.raises(ValueError, match="empty"):
+        emulate.PointerTable([])
