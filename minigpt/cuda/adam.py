@@ -59,6 +59,9 @@ def _tables(xp, sizes, wds=()):
     return hit
 
 
+_F32 = np.dtype(np.float32)  # NumPy's dtypes are singletons: `a.dtype is _F32` is the fast test
+
+
 def _float32_arrays(arrays, what: str):
     out = []
     for a in arrays:
@@ -67,6 +70,16 @@ def _float32_arrays(arrays, what: str):
                             f"place, got {a.dtype} contiguous={a.flags.c_contiguous}")
         out.append(a)
     return out
+
+
+def _check_shapes(ps, gs, ms, vs, wds) -> None:
+    n = len(ps)
+    if not len(gs) == len(ms) == len(vs) == len(wds) == n:
+        raise ValueError("update_arrays: p, grad, m, v and weight decay lists differ in length")
+    for p, g, m, v in zip(ps, gs, ms, vs):
+        if not p.shape == g.shape == m.shape == v.shape:
+            raise ValueError(f"update_arrays: p {p.shape}, grad {g.shape}, m {m.shape}, "
+                             f"v {v.shape} differ")
 
 
 def grad_norm(grads) -> float:
@@ -90,20 +103,21 @@ def update_arrays(ps, gs, ms, vs, wds, lr_t: float, betas, eps: float, clip=None
     back to g, as optim's `g *= clip` does)."""
     arrays = [_float32_arrays(a, name) for a, name in ((ps, "p"), (gs, "grad"), (ms, "m"),
                                                         (vs, "v"))]
-    n = len(arrays[0])
-    if any(len(a) != n for a in arrays) or len(wds) != n:
-        raise ValueError("update_arrays: p, grad, m, v and weight decay lists differ in length")
-    for p, g, m, v in zip(*arrays):
-        if not p.shape == g.shape == m.shape == v.shape:
-            raise ValueError(f"update_arrays: p {p.shape}, grad {g.shape}, m {m.shape}, "
-                             f"v {v.shape} differ")
-    keep = [i for i in range(n) if arrays[0][i].size]  # empty parameters: nothing to do
+    _check_shapes(*arrays, wds)
+    _launch_update(*arrays, wds, lr_t, betas, eps, clip)
+
+
+def _launch_update(ps, gs, ms, vs, wds, lr_t, betas, eps, clip) -> None:
+    """update_arrays' launch, its inputs already checked."""
+    keep = [i for i, p in enumerate(ps) if p.size]  # empty parameters: nothing to do
     if not keep:
         return
-    ps, gs, ms, vs = ([a[i] for i in keep] for a in arrays)
+    if len(keep) < len(ps):
+        ps, gs, ms, vs = ([a[i] for i in keep] for a in (ps, gs, ms, vs))
+        wds = [wds[i] for i in keep]
+    ps, gs, ms, vs = list(ps), list(gs), list(ms), list(vs)
     xp = get_array_module(ps[0])
-    chunks, sizes, wd = _tables(xp, tuple(int(p.size) for p in ps),
-                                tuple(float(wds[i]) for i in keep))
+    chunks, sizes, wd = _tables(xp, tuple([p.size for p in ps]), tuple(map(float, wds)))
     b1, b2 = betas
     launch(KERNEL_FILES["adam"], "adam_update", (chunks.shape[0],), (ADAM_THREADS,),
            (pointer_table(ps + gs + ms + vs), chunks, sizes, wd, i32(len(ps)), i32(CHUNK),
@@ -112,10 +126,13 @@ def update_arrays(ps, gs, ms, vs, wds, lr_t: float, betas, eps: float, clip=None
 
 
 def can_fuse_adam(arrays) -> bool:
-    """Mode "auto", kernels on, and every array a CuPy float32 C-contiguous array."""
-    return (dispatch.current_mode() == "auto" and fused_enabled() and len(arrays) > 0
-            and all(is_cupy_array(a) and a.dtype == np.float32 and a.flags.c_contiguous
-                    for a in arrays))
+    """Mode "auto", kernels on, and every array a CuPy float32 C-contiguous array.
+    (Called for ~600 arrays per step of GPT-1: the cheapest tests first.)"""
+    if not arrays or dispatch.current_mode() != "auto" or not fused_enabled() \
+            or not is_cupy_array(arrays[0]):
+        return False
+    nd = type(arrays[0])
+    return all(type(a) is nd and a.dtype is _F32 and a.flags.c_contiguous for a in arrays)
 
 
 def update_all(jobs, lr_t: float, betas, eps: float, clip=None) -> bool:
@@ -123,10 +140,13 @@ def update_all(jobs, lr_t: float, betas, eps: float, clip=None) -> bool:
     a gradient. Runs the one-launch update and returns True when can_fuse_adam holds for
     every array; returns False (nothing done) otherwise."""
     jobs = list(jobs)
-    if not jobs or not can_fuse_adam([a for job in jobs for a in job[:4]]):
+    if not jobs:
         return False
-    ps, gs, ms, vs, wds = (list(col) for col in zip(*jobs))
-    update_arrays(ps, gs, ms, vs, wds, lr_t, betas, eps, clip)
+    ps, gs, ms, vs, wds = zip(*jobs)
+    if not can_fuse_adam(ps + gs + ms + vs):
+        return False
+    _check_shapes(ps, gs, ms, vs, wds)
+    _launch_update(ps, gs, ms, vs, wds, lr_t, betas, eps, clip)
     return True
 
 
