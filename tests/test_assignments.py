@@ -94,6 +94,16 @@ def test_at_least_six_assignments_and_a_capstone():
         assert a.points > 0 and len({t.id for t in a.tasks}) == len(a.tasks)
 
 
+def test_checks_are_the_same_on_every_build():
+    import numpy as np
+    for a in (ASSIGNMENTS["layers"], ASSIGNMENTS["bpe"], ASSIGNMENTS["transforms"]):
+        for task in a.tasks:
+            one, two = task.check(), task.check()
+            assert json.dumps(one.calls) == json.dumps(two.calls)
+            assert one.arrays.keys() == two.arrays.keys()
+            assert all(np.array_equal(one.arrays[k], two.arrays[k]) for k in one.arrays)
+
+
 # ------------------------------------------------------------------ release
 
 def test_release_twice_gives_identical_bytes(trees, tmp_path):
@@ -239,9 +249,9 @@ def test_a_hang_times_out_and_the_other_tasks_are_still_graded(trees, tmp_path):
     tree = _variant(trees, tmp_path, "bpe", "tokenizers.py",
                     "        ranks = self._ranks\n", "        ranks = self._ranks\n"
                     "        while True:\n            pass\n")
-    report = grade("bpe", tree, timeout=3)
+    report = grade("bpe", tree, timeout=8)  # room for the other task on a busy machine
     out = {r.id: r for r in report.results}
-    assert out["bpe.encode"].score == 0 and "timed out after 3 s" in out["bpe.encode"].output
+    assert out["bpe.encode"].score == 0 and "timed out after 8 s" in out["bpe.encode"].output
     assert out["bpe.learn_merges"].score == out["bpe.learn_merges"].max_score
 
 
@@ -286,8 +296,15 @@ def test_capstone_grader_on_a_tiny_run(tmp_path):
     tree = release("capstone", tmp_path / "capstone", with_solutions=True)
     report = grade("capstone", tree, capstone=TINY_CAPSTONE)
     assert report.score == report.max_score == 10, report.table()
-    report = grade("capstone", tree, capstone={**TINY_CAPSTONE, "threshold": 1.0})
-    assert report.score == 0 and "needs < 1.0 nats per character" in report.results[0].output
+    # the verdict on other runs, without training again
+    from minigpt.assignments import checks
+    judge = checks.capstone({"threshold": 2.0}).judge
+    ran = {"val_loss": 2.3, "step": 1000, "status": "finished", "impls": {"gelu": "reference"}}
+    assert "validation loss 2.3 after 1000 steps" in judge({"pretrain with your ops": {
+        "value": ran}}, {})[0]
+    assert judge({"pretrain with your ops": {"value": {**ran, "val_loss": 1.8}}}, {}) == []
+    assert "did not run your code: gelu" in judge({"pretrain with your ops": {
+        "value": {**ran, "val_loss": 1.8, "impls": {"gelu": "fast"}}}}, {})[0]
 
 
 # ------------------------------------------------------------------ command line

@@ -25,7 +25,11 @@ def seed_of(text: str) -> int:
 
 def examples(strategy, n: int) -> list:
     """n examples of a hypothesis strategy, the same ones on every run (derandomized)."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    try:
+        from hypothesis import HealthCheck, Phase, given, settings
+    except ImportError:
+        raise ImportError("grading draws its cases with hypothesis: pip install hypothesis "
+                          "(it is in minigpt's dev extra)") from None
     found = []
 
     @settings(derandomize=True, max_examples=n, database=None, phases=[Phase.generate],

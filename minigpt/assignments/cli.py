@@ -79,7 +79,7 @@ def _guarded(fn):
         from .release import ReleaseError
         try:
             return fn(args)
-        except (GradingError, ReleaseError, MarkerError) as e:
+        except (GradingError, ReleaseError, MarkerError, ImportError) as e:
             print(f"minigpt assignments: error: {e}", file=sys.stderr)
             return 2
     return run

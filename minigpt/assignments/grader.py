@@ -192,7 +192,8 @@ def _run_task(task, check, expected, work: Path, base: Path, timeout: float, cap
            "trusted": check.trusted, "forbidden": [str(PACKAGE)]}
     (jobdir / "job.json").write_text(json.dumps(job), encoding="utf-8")
     np.savez(jobdir / "inputs.npz", **check.arrays)
-    threads = str(os.cpu_count() or 1) if capstone else "1"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = str(cores or 1) if capstone else "1"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(jobdir),
            "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
            "MKL_NUM_THREADS": threads, "MINIGPT_OPS": "reference", "PYTHONHASHSEED": "0",
