@@ -85,11 +85,14 @@ def _check_shapes(ps, gs, ms, vs, wds) -> None:
 def grad_norm(grads) -> float:
     """sqrt(sum of g.g over the gradients): adam_sumsq's per-chunk sums (float32, fixed tree),
     added on the host in float64 in chunk order. The same bits on every run."""
-    grads = [as_kernel_array(g, "grad") for g in grads if g.size]
+    grads = [g for g in grads if g.size]
     if not grads:
         return 0.0
+    nd = type(grads[0])
+    if not all(type(g) is nd and g.dtype is _F32 and g.flags.c_contiguous for g in grads):
+        grads = [as_kernel_array(g, "grad") for g in grads]  # (the usual case needs no copy)
     xp = get_array_module(grads[0])
-    chunks, sizes, _ = _tables(xp, tuple(int(g.size) for g in grads))
+    chunks, sizes, _ = _tables(xp, tuple([g.size for g in grads]))
     partial = empty_output(xp, (chunks.shape[0],))
     launch(KERNEL_FILES["adam"], "adam_sumsq", (chunks.shape[0],), (ADAM_THREADS,),
            (pointer_table(grads), chunks, sizes, partial, i32(0), i32(CHUNK)),
