@@ -193,6 +193,9 @@ def launch(filename: str, name: str, grid, block, args, shared_mem: int = 0) -> 
 
 # ---- argument hygiene -------------------------------------------------------------------------
 
+_F32 = np.dtype(np.float32)  # NumPy's dtypes are singletons: `a.dtype is _F32` is a fast test
+
+
 def address(a) -> int:
     """Device (CuPy) or host (NumPy) address of an array's first element."""
     return a.data.ptr if is_cupy_array(a) else a.__array_interface__["data"][0]
@@ -204,6 +207,8 @@ def as_kernel_array(a, name: str = "array"):
     Aligned because the flash kernels move float4s: a contiguous view that starts mid-row
     (say x.reshape(-1)[1:]) is contiguous but would fault on a 16-byte load."""
     dtype = getattr(a, "dtype", None)
+    if dtype is _F32 and is_cupy_array(a) and a.flags.c_contiguous and a.data.ptr % 16 == 0:
+        return a  # the usual case on the GPU, tested cheaply (a few launches per op use this)
     if dtype != np.float32:
         raise TypeError(f"{name}: the CUDA kernels take float32 arrays, got "
                         f"{dtype if dtype is not None else type(a).__name__}")
