@@ -430,7 +430,7 @@ def main() -> int:
     summary["env"] = env_lines
 
     def compile_():
-        rc, out = sh([py, "-c", COMPILE_CASE], share(0.1, 90), "compile.log")
+        rc, out = sh([py, "-c", COMPILE_CASE], share(0.08, 90), "compile.log")
         times = {k: v for d in tagged(out, "COMPILE") for k, v in d.items()}
         summary["compile_s"] = times
         bad = [k for k, v in times.items() if isinstance(v, str)]
@@ -444,7 +444,7 @@ def main() -> int:
     def tests():
         files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_gpu*.py"))
         rc, out = sh([py, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *files],
-                     share(0.28, 120), "pytest.log")
+                     share(0.27, 120), "pytest.log")
         tail = [line for line in out.strip().splitlines() if line.strip()][-1:] or ["?"]
         ok = rc == 0 and " passed" in tail[0]  # all skipped (no CuPy/GPU seen) is a failure
         summary["steps"]["tests"] = f"{'ok' if ok else 'FAILED'}: {tail[0]}"
@@ -456,7 +456,7 @@ def main() -> int:
     section("tests", tests)
 
     def model():
-        for preset, B, T, fraction in (("small", 16, 128, 0.14), ("gpt1", 8, 512, 0.18)):
+        for preset, B, T, fraction in (("small", 16, 128, 0.14), ("gpt1", 8, 512, 0.17)):
             budget = share(fraction, 75)
             if budget < 15:
                 summary["steps"][f"model-{preset}"] = "skipped (no time left)"
@@ -476,7 +476,7 @@ def main() -> int:
     profile_lines = []
 
     def profile():
-        rc, out = sh([py, "-c", PROFILE_CASE], share(0.06, 40), "profile.log")
+        rc, out = sh([py, "-c", PROFILE_CASE], share(0.05, 40), "profile.log")
         profile_lines.extend(ln[len("PROFILE "):] for ln in out.splitlines()
                              if ln.startswith("PROFILE "))
         summary["steps"]["profile"] = "ok" if rc == 0 and profile_lines else f"FAILED rc={rc}"
@@ -510,7 +510,7 @@ def main() -> int:
                 summary["steps"][f"sanitizer-{tool}"] = "skipped (no time left)"
                 continue
             rc, out = sh([cs, f"--tool={tool}", "--error-exitcode=3", py, "-c", SANITIZE_CASE],
-                         share(0.06, 60), f"sanitizer_{tool}.log")
+                         share(0.08, 60), f"sanitizer_{tool}.log")
             parts_failed = [ln for ln in out.splitlines() if ln.startswith("PART FAILED")]
             clean = rc == 0 and "sanitize case done" in out and not parts_failed
             summary["steps"][f"sanitizer-{tool}"] = ("clean" if clean else
@@ -527,7 +527,7 @@ def main() -> int:
         Ts = ["512", "1024"] if BUDGET_S > 200 else ["512"]
         skip = [] if BUDGET_S > 200 else ["--skip", "naive-cu"]  # 100 ms a call at T=512
         rc, out = sh([py, "benchmarks/bench_attention_gpu.py", "--T", *Ts, "--reps", "10", *skip,
-                      "--json", str(bench_json)], share(0.07, 40), "bench.log")
+                      "--json", str(bench_json)], share(0.06, 40), "bench.log")
         summary["steps"]["attention"] = "ok" if rc == 0 else f"FAILED rc={rc}"
         if rc != 0:
             print(out[-2000:])
