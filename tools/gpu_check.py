@@ -20,7 +20,8 @@ or a timeout is reported with its reason and the next section still runs):
   sanitizer  compute-sanitizer memcheck and racecheck over one small launch of every kernel
   attention  benchmarks/bench_attention_gpu.py at B=8, nh=12, hs=64, T = 512 (and 1024 when the
              budget is over 200 s)
-Each section gets a fixed fraction of GPU_CHECK_BUDGET_S (default 285 s), never more than is left.
+Each part gets its share (SHARES) of the time left for it and the parts after it, out of
+GPU_CHECK_BUDGET_S (default 285 s).
 Logs and JSON go to $OUT (or ./gpu_check_out); the tables are printed last.
 """
 from __future__ import annotations
@@ -44,10 +45,19 @@ def left() -> float:
     return BUDGET_S - (time.time() - T0)
 
 
-def share(fraction: float, cap: float) -> float:
-    """A section's time limit: its fraction of the whole budget (at most cap seconds), and never
-    more than what is left."""
-    return max(5.0, min(cap, fraction * BUDGET_S, left()))
+# each timed part's share of the budget, in the order they run
+SHARES = {"compile": 0.08, "tests": 0.27, "model-small": 0.14, "model-gpt1": 0.17,
+          "profile": 0.05, "kernels": 0.07, "memcheck": 0.08, "racecheck": 0.08, "attention": 0.06}
+_done: set = set()
+
+
+def share(part: str, cap: float) -> float:
+    """The time limit of a part: what is left, split between it and the parts still to run in
+    proportion to their shares (so time a part did not use goes to the later ones), at most
+    cap seconds."""
+    pending = sum(f for k, f in SHARES.items() if k not in _done)
+    _done.add(part)
+    return max(5.0, min(cap, left() * SHARES[part] / max(pending, 1e-9)))
 
 
 def sh(cmd, timeout, log_name=None, env=None):
@@ -401,6 +411,8 @@ def main() -> int:
     def section(name, fn):
         if name in SKIP:
             summary["steps"][name] = "skipped (GPU_CHECK_SKIP)"
+            _done.update({"model": ("model-small", "model-gpt1"),
+                          "sanitizer": ("memcheck", "racecheck")}.get(name, (name,)))
             return
         try:
             fn()
@@ -430,7 +442,7 @@ def main() -> int:
     summary["env"] = env_lines
 
     def compile_():
-        rc, out = sh([py, "-c", COMPILE_CASE], share(0.08, 90), "compile.log")
+        rc, out = sh([py, "-c", COMPILE_CASE], share("compile", 90), "compile.log")
         times = {k: v for d in tagged(out, "COMPILE") for k, v in d.items()}
         summary["compile_s"] = times
         bad = [k for k, v in times.items() if isinstance(v, str)]
@@ -444,7 +456,7 @@ def main() -> int:
     def tests():
         files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_gpu*.py"))
         rc, out = sh([py, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *files],
-                     share(0.27, 120), "pytest.log")
+                     share("tests", 120), "pytest.log")
         tail = [line for line in out.strip().splitlines() if line.strip()][-1:] or ["?"]
         ok = rc == 0 and " passed" in tail[0]  # all skipped (no CuPy/GPU seen) is a failure
         summary["steps"]["tests"] = f"{'ok' if ok else 'FAILED'}: {tail[0]}"
@@ -456,8 +468,8 @@ def main() -> int:
     section("tests", tests)
 
     def model():
-        for preset, B, T, fraction in (("small", 16, 128, 0.14), ("gpt1", 8, 512, 0.17)):
-            budget = share(fraction, 75)
+        for preset, B, T in (("small", 16, 128), ("gpt1", 8, 512)):
+            budget = share(f"model-{preset}", 75)
             if budget < 15:
                 summary["steps"][f"model-{preset}"] = "skipped (no time left)"
                 continue
@@ -476,7 +488,7 @@ def main() -> int:
     profile_lines = []
 
     def profile():
-        rc, out = sh([py, "-c", PROFILE_CASE], share(0.05, 40), "profile.log")
+        rc, out = sh([py, "-c", PROFILE_CASE], share("profile", 40), "profile.log")
         profile_lines.extend(ln[len("PROFILE "):] for ln in out.splitlines()
                              if ln.startswith("PROFILE "))
         summary["steps"]["profile"] = "ok" if rc == 0 and profile_lines else f"FAILED rc={rc}"
@@ -486,7 +498,7 @@ def main() -> int:
     section("profile", profile)
 
     def kernels():
-        rc, out = sh([py, "-c", KERNELS_CASE], share(0.07, 45), "kernels.log")
+        rc, out = sh([py, "-c", KERNELS_CASE], share("kernels", 45), "kernels.log")
         rows = tagged(out, "KERNEL")
         summary["kernels"] = rows
         summary["steps"]["kernels"] = ("ok" if rc == 0 and rows and not any("error" in r for r in rows)
@@ -504,13 +516,15 @@ def main() -> int:
                 cs = str(cand)
         if not cs:
             summary["steps"]["sanitizer"] = "skipped (no compute-sanitizer)"
+            _done.update(("memcheck", "racecheck"))
             return
         for tool in ("memcheck", "racecheck"):
             if left() < 15:
                 summary["steps"][f"sanitizer-{tool}"] = "skipped (no time left)"
+                _done.add(tool)
                 continue
             rc, out = sh([cs, f"--tool={tool}", "--error-exitcode=3", py, "-c", SANITIZE_CASE],
-                         share(0.08, 60), f"sanitizer_{tool}.log")
+                         share(tool, 60), f"sanitizer_{tool}.log")
             parts_failed = [ln for ln in out.splitlines() if ln.startswith("PART FAILED")]
             clean = rc == 0 and "sanitize case done" in out and not parts_failed
             summary["steps"][f"sanitizer-{tool}"] = ("clean" if clean else
@@ -527,7 +541,7 @@ def main() -> int:
         Ts = ["512", "1024"] if BUDGET_S > 200 else ["512"]
         skip = [] if BUDGET_S > 200 else ["--skip", "naive-cu"]  # 100 ms a call at T=512
         rc, out = sh([py, "benchmarks/bench_attention_gpu.py", "--T", *Ts, "--reps", "10", *skip,
-                      "--json", str(bench_json)], share(0.06, 40), "bench.log")
+                      "--json", str(bench_json)], share("attention", 40), "bench.log")
         summary["steps"]["attention"] = "ok" if rc == 0 else f"FAILED rc={rc}"
         if rc != 0:
             print(out[-2000:])
