@@ -38,7 +38,7 @@ def test_op_order_of_a_gpt(mode):
     for i in range(2):
         expected += [("Linear", f"h.{i}.attn.c_attn"), ("Attention", f"h.{i}.attn"),
                      ("Linear", f"h.{i}.attn.c_proj"), ("LayerNorm", f"h.{i}.ln_1"),
-                     ("Linear", f"h.{i}.mlp.c_fc"), ("GELU", f"h.{i}.mlp"),
+                     ("Linear", f"h.{i}.mlp"), ("GELU", f"h.{i}.mlp"),  # F.linear_gelu(c_fc)
                      ("Linear", f"h.{i}.mlp.c_proj"), ("LayerNorm", f"h.{i}.ln_2")]
     expected += [("Linear", "GPT.lm_logits"), ("CrossEntropy", "GPT.loss")]
     assert got == expected
