@@ -2,7 +2,9 @@
 
     loader.py           find the .cu files, compile them once per GPU (CuPy's RawModule),
                         argument hygiene, the launch call, the on/off switch use_fused()
-    attention.py        kernels 01-05: softmax and flash attention, FusedAttention/FusedSoftmax
+    attention.py        kernels 01-05 and 10: softmax and flash attention (attention dropout
+                        inside the kernels, the one-pass backward), FusedAttention/FusedSoftmax
+    gelu.py             kernel 07: bias + GELU, FusedGELU and FusedLinearGELU (op linear_gelu)
     layers.py           kernels 06 and 08: LayerNorm (optionally with the residual add) and
                         softmax + cross-entropy, as autograd Functions
     adam.py             kernel 09: GPT-1's Adam over every parameter in one launch
