@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -455,6 +456,10 @@ def main() -> int:
 
     def tests():
         files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_gpu*.py"))
+        for path in sorted((REPO / "tests").glob("test_*.py")):  # GPU tests in other files
+            if not path.name.startswith("test_gpu"):
+                names = re.findall(r"^def (test_\w*on_cupy\w*)\(", path.read_text(), re.M)
+                files += [f"tests/{path.name}::{n}" for n in names]
         rc, out = sh([py, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *files],
                      share("tests", 120), "pytest.log")
         tail = [line for line in out.strip().splitlines() if line.strip()][-1:] or ["?"]
