@@ -217,11 +217,17 @@ class Trace:
             header, rows = self.rows(part)
             if not rows:
                 continue
-            rows = _clip(rows, max_rows, len(header))
-            widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-            out.append(f"{part} ({len(self.rows(part)[1])} rows)")
-            out.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-            out.extend("  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows)
+            n = len(rows)
+            head, tail = _clip(n, max_rows)
+            shown = rows[:head] + rows[n - tail:]
+            widths = [max(len(x) for x in col) for col in zip(header, *shown)]
+            line = lambda row: "  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip()  # noqa: E731
+            out.append(f"{part} ({n} rows)")
+            out.append(line(header))
+            out.extend(line(row) for row in rows[:head])
+            if head + tail < n:
+                out.append(f"... {n - head - tail} rows ...")
+            out.extend(line(row) for row in rows[n - tail:])
             out.append("")
         return "\n".join(out).rstrip() + "\n"
 
@@ -259,13 +265,11 @@ def _num(x) -> str:
     return f"{x:.3g}" if x == 0 or 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
 
 
-def _clip(rows, max_rows, width):
-    if max_rows is None or len(rows) <= max_rows:
-        return rows
-    head = max_rows // 2
-    tail = max_rows - head
-    gap = [f"... {len(rows) - max_rows} rows ..."] + [""] * (width - 1)
-    return rows[:head] + [gap] + rows[len(rows) - tail:]
+def _clip(n: int, max_rows: int | None) -> tuple[int, int]:
+    """How many of n rows to show from the top and from the bottom."""
+    if max_rows is None or n <= max_rows:
+        return n, 0
+    return max_rows // 2, max_rows - max_rows // 2
 
 
 def trace(model, idx, targets=None, *, forward=None) -> Trace:
