@@ -292,6 +292,30 @@ def test_student_code_cannot_reach_the_reference(trees, tmp_path):
     assert out["layers.linear_forward"].score == 1
 
 
+def test_handing_the_work_to_the_fast_op_scores_zero(trees, tmp_path):
+    tree = _variant(trees, tmp_path, "layers", "ops/layer_norm.py",
+                    "    def backward(self, g):\n",
+                    "    def backward(self, g):\n"
+                    "        from ..fast.layer_norm import FastLayerNorm\n"
+                    "        return FastLayerNorm.backward(self, g)\n"
+                    "\n    def _unused(self, g):\n")
+    # the fast op's backward reads what its own forward saved: save it as it does
+    f = tree / "minigpt/ops/layer_norm.py"
+    f.write_text(f.read_text().replace(
+        "    def forward(self, x, weight, bias, eps=1e-5):\n",
+        "    def forward(self, x, weight, bias, eps=1e-5):\n"
+        "        from ..fast.layer_norm import FastLayerNorm\n"
+        "        return FastLayerNorm.forward(self, x, weight, bias, eps)\n"
+        "\n    def _unused2(self, x, weight, bias, eps=1e-5):\n"))
+    out = {r.id: r for r in grade("layers", tree, tasks=["layers.layer_norm_forward",
+                                                          "layers.layer_norm_backward",
+                                                          "layers.gelu_forward"]).results}
+    for t in ("layers.layer_norm_forward", "layers.layer_norm_backward"):
+        assert out[t].score == 0
+        assert "minigpt/fast/layer_norm.py: FastLayerNorm." in out[t].output, out[t].output
+    assert out["layers.gelu_forward"].score == 1
+
+
 def test_capstone_grader_on_a_tiny_run(tmp_path):
     tree = release("capstone", tmp_path / "capstone", with_solutions=True)
     report = grade("capstone", tree, capstone=TINY_CAPSTONE)

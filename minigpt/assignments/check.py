@@ -114,19 +114,26 @@ class Check:
 
 # ------------------------------------------------------------------ running the expected side
 
-def expected_results(check: Check) -> tuple[dict, dict]:
-    """Run the check's calls in this process, on the real library."""
+def expected_results(check: Check, student_files=()) -> tuple[dict, dict, set]:
+    """Run the check's calls in this process, on the real library: (results, arrays, the
+    functions of minigpt/fast and minigpt/cuda that the student's files call in reference mode)."""
+    from pathlib import Path
     from . import runner
     import minigpt
     calls, arrays = {}, {}
+    watch = runner.Watch(str(Path(minigpt.__file__).resolve().parent), student_files)
     for c in check.calls:
         if c.get("reference") is False:  # judged by its own rule (check.judge)
             continue
         with minigpt.use("fast" if c.get("impl") == "fast" else "reference"):
-            res, arr = runner.PROCEDURES[c["procedure"]](c, dict(check.arrays), c["key"])
+            if c.get("impl") == "fast":  # calls into the fast ops are the point here
+                res, arr = runner.PROCEDURES[c["procedure"]](c, dict(check.arrays), c["key"])
+            else:
+                with watch:
+                    res, arr = runner.PROCEDURES[c["procedure"]](c, dict(check.arrays), c["key"])
         calls[c["key"]] = res
         arrays.update(arr)
-    return calls, arrays
+    return calls, arrays, {tuple(x) for x in watch.seen}
 
 
 # ------------------------------------------------------------------ comparing

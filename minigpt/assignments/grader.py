@@ -154,7 +154,7 @@ def grade(name: str, tree, json_path=None, timeout: float | None = None, jobs: i
         if tasks and task.id not in tasks:
             continue
         check = task.check(capstone) if task.id.startswith("capstone.") else task.check()
-        prepared.append((task, check, expected_results(check)))
+        prepared.append((task, check, expected_results(check, assignment.files)))
 
     with tempfile.TemporaryDirectory(prefix="minigpt-grade-") as work:
         work = Path(work)
@@ -170,7 +170,7 @@ def grade(name: str, tree, json_path=None, timeout: float | None = None, jobs: i
             if why:
                 return TaskResult(task.id, task.title, 0, task.points, why[0], 0.0)
             out, score = _run_task(task, check, expected, work, base, timeout,
-                                   capstone=task.id.startswith("capstone."))
+                                   assignment.files, capstone=task.id.startswith("capstone."))
             return TaskResult(task.id, task.title, score, task.points, out,
                               time.perf_counter() - t0)
 
@@ -183,13 +183,14 @@ def grade(name: str, tree, json_path=None, timeout: float | None = None, jobs: i
     return report
 
 
-def _run_task(task, check, expected, work: Path, base: Path, timeout: float, capstone=False):
+def _run_task(task, check, expected, work: Path, base: Path, timeout: float, files,
+              capstone=False):
     """(output, score) of one task."""
     jobdir = work / task.id
     tree = jobdir / "tree"
     shutil.copytree(base, tree)
     job = {"tree": str(tree), "site": _site_dirs(), "calls": check.calls,
-           "trusted": check.trusted, "forbidden": [str(PACKAGE)]}
+           "trusted": check.trusted, "forbidden": [str(PACKAGE)], "student_files": files}
     (jobdir / "job.json").write_text(json.dumps(job), encoding="utf-8")
     np.savez(jobdir / "inputs.npz", **check.arrays)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -228,7 +229,14 @@ def _run_task(task, check, expected, work: Path, base: Path, timeout: float, cap
         first = printed.splitlines()[0]
         notes.append(f"(your code printed {len(printed.splitlines())} line(s), first: "
                      f"{first[:100]!r}; printing does not change the grade)")
-    failures = judge(check, result["calls"], arrays, *expected)
+    ref_calls, ref_arrays, ref_uses = expected
+    borrowed = sorted({tuple(x) for x in result.get("calls_into_other_implementations", [])}
+                      - ref_uses)
+    if borrowed:
+        where = ", ".join(f"minigpt/{f}: {name}" for f, name in borrowed[:3])
+        return (f"your code calls the library's other implementations ({where}), which the "
+                "reference never does: write the op yourself", 0)
+    failures = judge(check, result["calls"], arrays, ref_calls, ref_arrays)
     failures = _dedupe(failures)
     if failures:
         return "\n".join(failures + notes), 0

@@ -276,7 +276,62 @@ def capstone(call, arrays, out):
                       "impls": dict(minigpt.implementations())}}, {}
 
 
-PROCEDURES = {"op": op, "call": call, "method": method, "adam": adam, "clip": clip,
+def train_step(call, arrays, out):
+    """One forward, backward and Adam step of a small GPT (dropout on): what the capstone
+    runs, at a size the grader can afford to run as the reference."""
+    import numpy as np
+    import minigpt
+    from minigpt import optim
+    cfg = minigpt.GPTConfig(vocab_size=11, n_ctx=8, n_layer=1, n_embd=8, n_head=2)
+    model = minigpt.GPT(cfg)
+    model.train()
+    opt = optim.Adam(model.parameters(), lr=1e-3,
+                     schedule=optim.warmup_cosine(2, 10))
+    idx = np.random.default_rng(0).integers(0, 11, (2, 9))
+    loss = model.loss(idx[:, :-1], idx[:, 1:])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return {"value": float(loss.data)}, {}
+
+
+class Watch:
+    """Which functions of the library's other implementations (minigpt/fast, minigpt/cuda)
+    the student's files call while a procedure runs: {(file, function)}.
+
+    The grader records the same for the reference and fails a task whose code calls one the
+    reference never does (a LayerNorm.backward that hands its work to the tuned fast op)."""
+
+    WATCHED = ("fast", "cuda")
+
+    def __init__(self, package, student_files):
+        package = os.path.realpath(package)
+        self.watched = tuple(os.path.join(package, d) + os.sep for d in self.WATCHED)
+        self.student = {os.path.join(package, f) for f in student_files}
+        self.package = package
+        self.seen = set()
+
+    def _profile(self, frame, event, arg):
+        if event != "call":
+            return
+        code = frame.f_code
+        if code.co_filename.startswith(self.watched):
+            caller = frame.f_back
+            if caller is not None and caller.f_code.co_filename in self.student:
+                name = getattr(code, "co_qualname", code.co_name)
+                rel = os.path.relpath(code.co_filename, self.package).replace(os.sep, "/")
+                self.seen.add((rel, name))
+
+    def __enter__(self):
+        self._previous = sys.getprofile()
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(self._previous)
+
+
+PROCEDURES = {"train_step": train_step, "op": op, "call": call, "method": method, "adam": adam, "clip": clip,
               "encoder": encoder,
               "gradcheck_probe": gradcheck_probe, "capstone": capstone}
 
@@ -295,15 +350,18 @@ def main(jobdir):
         except Exception:
             pass  # the import error shows up again, with its traceback, in the calls
     results, out_arrays = {"calls": {}}, {}
+    watch = Watch(os.path.join(tree, "minigpt"), job.get("student_files", []))
     for c in job["calls"]:
         key = c["key"]
         try:
-            res, arr = PROCEDURES[c["procedure"]](c, arrays, key)
+            with watch:
+                res, arr = PROCEDURES[c["procedure"]](c, arrays, key)
             out_arrays.update(arr)
         except BaseException as e:  # noqa: B902  (SystemExit and friends are the student's too)
             res = {"error": f"{type(e).__name__}: {e}",
                    "traceback": _student_frames(traceback.format_exc(), tree)}
         results["calls"][key] = res
+    results["calls_into_other_implementations"] = sorted(map(list, watch.seen))
     # isolation: every minigpt module must come from the student's tree
     import minigpt
     forbidden = [os.path.realpath(p) for p in job.get("forbidden", [])]
