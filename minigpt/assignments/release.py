@@ -154,12 +154,15 @@ def student_readme(a: Assignment, with_solutions: bool) -> str:
     lines += [f"| `{t.id}` | {t.points} | {t.title} |" for t in a.tasks]
     lines += [f"| total | {a.points} | |", "", "## Where", "",
               "Each place to fill in raises `NotImplementedError(\"<task>: <what to do>\")`:", ""]
+    ids = {t.id for t in a.tasks}
     for t in a.todos:
-        lines.append(f"- `minigpt/{t.file}`, `{t.function}` (task `{t.task}`): {t.text}")
-    lines += ["", "Keep the function signatures and what each function saves for backward as "
-              "you see fit: only the results are graded. Write array code with "
-              "`xp = get_array_module(x)`, keep the input's dtype, and do not import anything "
-              "from outside this tree's `minigpt` package apart from NumPy.", "",
+        task = f" (task `{t.task}`)" if t.task in ids else ""
+        lines.append(f"- `minigpt/{t.file}`, `{t.function}`{task}: {t.text}")
+    lines += ["", "Keep the function signatures; what a forward saves for its backward is up "
+              "to you: only the results are graded. Write array code with "
+              "`xp = get_array_module(x)` and keep the input's dtype. Use only NumPy and this "
+              "tree's `minigpt` package, and not the library's tuned ops in `minigpt/fast` or "
+              "`minigpt/cuda` (a task that calls them scores 0).", "",
               "## How it is graded", "",
               "Every task runs in its own process with a time limit, on this tree only: "
               "forward values and float64 gradients (with a random upstream gradient) are "
