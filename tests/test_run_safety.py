@@ -284,11 +284,13 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_message(tmp_path, c
     out = tmp_path / "run"
     pretrain(tiny(corpus, out, steps=2), progress=False, log=quiet)
     _write_lock(out, dead.pid)
+    (out / f"{LOCK_FILE}.{dead.pid}.tmp").write_text("{")    # what a killed process left while
+    (out / ".metrics.jsonl.k2j4.tmp").write_text('{"st')     # taking the lock / writing metrics
     logs = []
     summary = pretrain(tiny(corpus, out, steps=4), resume=True, progress=False, log=logs.append)
     assert summary["step"] == 4
     assert any(f"process {dead.pid}" in m and "no longer running" in m for m in logs), logs
-    assert not (out / LOCK_FILE).exists()
+    assert sorted(p.name for p in out.iterdir()) == ["ckpt", "loss.png", "metrics.jsonl"]
 
 
 def test_a_lock_from_another_host_is_respected(tmp_path, corpus):

@@ -330,6 +330,9 @@ class RunDirectory:
             self.lock.remove_dead_temporaries()
             for unused in self.path.glob(f"{PREVIOUS_RUN}.tmp*"):  # never held a file
                 shutil.rmtree(unused)
+            for partial in self.path.glob(".*.tmp"):  # atomic_write_text's, of a killed writer
+                if partial.is_file() and not partial.name.startswith(f"{LOCK_FILE}."):
+                    partial.unlink()
             self._recover_previous_run()
             clean_leftovers(self.path, "ckpt", self.log)
             if not self.resume:
