@@ -128,8 +128,9 @@ def test_softmax_xent_kernels(N, V, scale):
     loss_ref, dz_ref = _xent_reference(z, t, -100, 0.5)
     _, dz1_ref = _xent_reference(z, t, -100, 1.0)
     _close("loss", stats[0], np.float64(loss_ref), 1e-5, 1e-5)
-    _close("dz", dz, dz_ref, 1e-7, 1e-4)
-    _close("dz one pass", dz1, dz1_ref, 1e-7, 1e-4)
+    # |dz| is at most 1/n_kept; most elements are far smaller: a relative tolerance does the work
+    _close("dz", dz, dz_ref, 1e-10, 1e-4)
+    _close("dz one pass", dz1, dz1_ref, 1e-10, 1e-4)
     assert int(stats[2]) == int((t != -100).sum())
 
 
@@ -145,7 +146,7 @@ def test_cross_entropy_function_on_cupy_matches_reference_and_is_deterministic()
     loss.backward()
     loss_ref, dz_ref = _xent_reference(z.reshape(-1, 500), t.reshape(-1), -100)
     _close("loss", loss.data, np.float64(loss_ref), 1e-6, 1e-5)
-    _close("dz", zt.grad.reshape(-1, 500), dz_ref, 1e-8, 1e-4)
+    _close("dz", zt.grad.reshape(-1, 500), dz_ref, 1e-10, 1e-4)
     again = F.cross_entropy(Tensor(cp.asarray(z)), cp.asarray(t))
     assert float(again.data) == float(loss.data)
 
