@@ -47,8 +47,8 @@ def left() -> float:
 
 
 # each timed part's share of the budget, in the order they run
-SHARES = {"compile": 0.08, "tests": 0.27, "model-small": 0.14, "model-gpt1": 0.17,
-          "profile": 0.05, "kernels": 0.07, "memcheck": 0.08, "racecheck": 0.08, "attention": 0.06}
+SHARES = {"compile": 0.12, "tests": 0.25, "model-small": 0.13, "model-gpt1": 0.17,
+          "profile": 0.04, "kernels": 0.07, "memcheck": 0.07, "racecheck": 0.07, "attention": 0.08}
 _done: set = set()
 
 
