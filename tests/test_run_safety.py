@@ -479,7 +479,7 @@ def test_killed_pretrain_always_leaves_a_loadable_checkpoint_and_resumes_exactly
     # random SIGKILLs (a fixed seed, so a failure can be replayed): every other one timed from
     # the moment the process holds the run's lock, so most land in training and saving
     rng = random.Random(int(os.environ.get("MINIGPT_CRASH_SEED", "13")))
-    for k in range(10):
+    for k in range(int(os.environ.get("MINIGPT_CRASH_KILLS", "10"))):  # more: a stress run
         p = subprocess.Popen([sys.executable, "-m", "minigpt", *map(str, args), "--out", str(out),
                               "--resume"], cwd=ROOT, env=CHILD_ENV, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
