@@ -1,0 +1,107 @@
+"""Build the tutorial notebooks from their sources: `python tutorials/build.py` (or `make tutorials`).
+
+Each tutorials/src/NN_name.py is a jupytext "percent" script (`# %%` starts a code cell,
+`# %% [markdown]` a text cell): plain Python that reviews and diffs well. This script turns
+each into tutorials/NN_name.ipynb and executes it in a real Jupyter kernel (nbclient +
+ipykernel, matplotlib's inline backend: Agg rendering, no window), so the committed notebooks
+carry their printed results and plots for a reader on a code host.
+
+    python tutorials/build.py                 # every notebook
+    python tutorials/build.py 03 06           # the notebooks whose names start with these
+    python tutorials/build.py --no-execute    # cells only, no outputs (quick; not for commits)
+
+tests/test_tutorials.py checks that the committed notebooks match their sources and executes
+every notebook again in a kernel, from a temporary directory, without writing here.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE / "src"
+KERNEL_ENV = {
+    # the kernel draws with matplotlib's inline backend (Agg, no GUI) whatever the user's rc says
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "PYTHONHASHSEED": "0",  # set iteration order (BPE ties, vocabularies) as in the committed run
+}
+CELL_TIMEOUT_S = 1800  # one cell, generous for a busy machine; the test's budget is tighter
+
+
+def sources() -> list[Path]:
+    return sorted(SRC.glob("[0-9][0-9]_*.py"))
+
+
+def notebook_path(src: Path) -> Path:
+    return HERE / (src.stem + ".ipynb")
+
+
+def read_source(src: Path):
+    """The notebook a percent script describes (cells only, no outputs)."""
+    import jupytext
+    nb = jupytext.read(src, fmt="py:percent")
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python",
+                                 "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata.pop("jupytext", None)  # no paired-file bookkeeping in the committed notebook
+    return nb
+
+
+def execute(nb, workdir: str | Path, timeout: int = CELL_TIMEOUT_S, allow_errors: bool = False):
+    """Run every cell of `nb` (in place) in a fresh python3 kernel with `workdir` as its cwd.
+
+    A failing cell raises nbclient's CellExecutionError, unless allow_errors (then its
+    traceback is the cell's output and the next cells run)."""
+    from nbclient import NotebookClient
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(workdir)}})
+    client.execute(env={**os.environ, **KERNEL_ENV})  # env: passed on to the kernel's process
+    return nb
+
+
+def cells_of(nb) -> list[tuple[str, str]]:
+    """What a notebook says, without outputs or metadata: (cell type, source) per cell."""
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def build(src: Path, run: bool = True, allow_errors: bool = False) -> float:
+    import nbformat
+    nb = read_source(src)
+    t0 = time.perf_counter()
+    if run:
+        with tempfile.TemporaryDirectory(prefix="minigpt-tutorial-") as tmp:
+            execute(nb, tmp, allow_errors=allow_errors)
+    dt = time.perf_counter() - t0
+    for i, cell in enumerate(nb.cells):  # ids from the cell order: a rebuild changes no id
+        cell["id"] = f"cell-{i:02d}"
+    nbformat.write(nb, notebook_path(src))
+    return dt
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("only", nargs="*", help="build only notebooks whose names start with these")
+    p.add_argument("--no-execute", action="store_true", help="write the cells without outputs")
+    p.add_argument("--allow-errors", action="store_true",
+                   help="write a notebook even when a cell fails (to debug it; not for commits)")
+    args = p.parse_args(argv)
+    todo = [s for s in sources() if not args.only or s.stem.startswith(tuple(args.only))]
+    if not todo:
+        print(f"no tutorial source matches {args.only} in {SRC}", file=sys.stderr)
+        return 2
+    total = 0.0
+    for src in todo:
+        dt = build(src, run=not args.no_execute, allow_errors=args.allow_errors)
+        total += dt
+        print(f"{notebook_path(src).name:42s} {dt:6.1f} s", flush=True)
+    print(f"{len(todo)} notebooks, {total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
