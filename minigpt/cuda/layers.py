@@ -13,7 +13,9 @@ compute, with the same shapes and conventions:
                        backward 06 layernorm_bwd + layernorm_bwd_reduce: dx, and dw, db
                        summed without atomics (the same bits every run)
     FusedAddLayerNorm  y = LN(x + r) in the same launches (the add fused in front); its
-                       backward hands the one ds to both x and r
+                       backward hands the one ds to both x and r. Not used by the model:
+                       on an H100 it saved 4% of the add + LayerNorm time (0.046 vs 0.048 ms
+                       at 4096 x 768), not worth an op of its own
     FusedCrossEntropy  forward 08 xent_fwd + xent_reduce: the mean loss over kept rows, left on
                        the GPU (no host round trip); backward 08 xent_bwd: dlogits from the
                        logits and the saved row log-sum-exp, never an (N, V) softmax array
