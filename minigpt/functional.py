@@ -11,7 +11,6 @@ floats or cast to the array's dtype, never NumPy float64 scalars, which NumPy 2 
 """
 from __future__ import annotations
 
-from . import dispatch
 from . import fast  # noqa: F401  (registers the tuned CPU versions)
 from . import cuda  # noqa: F401  (registers the CUDA kernels as the "cuda" implementations)
 from .ops import (GELU, Attention, CrossEntropy, Dropout, Embedding, LayerNorm, Linear,
