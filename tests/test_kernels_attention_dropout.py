@@ -276,3 +276,15 @@ def test_draw_dropout_seed_uses_minigpt_generator():
     assert A.draw_dropout_seed(object()) == a  # a non-NumPy generator: minigpt's NumPy one
     assert A.draw_dropout_seed(np.random.default_rng(1)) == A.draw_dropout_seed(np.random.default_rng(1))
     assert 0 <= a < 2**32
+
+
+def test_reference_with_a_given_mask_gradchecks():
+    """The comparison target above: the reference Attention with the kernels' mask is itself
+    right (float64 central differences, random upstream gradients)."""
+    from minigpt.gradcheck import gradcheck
+    rng = np.random.default_rng(9)
+    q, k, v = (Tensor(rng.standard_normal((1, 2, 5, 4)), requires_grad=True) for _ in range(3))
+    keep = A.dropout_keep(21, 0.3, (1, 2, 5, 5))
+    assert 0 < keep.sum() < keep.size
+    assert gradcheck(lambda a, b, c: Attention.apply(a, b, c, causal=True, dropout_p=0.3,
+                                                     rng=_MaskRng(keep)), [q, k, v])
