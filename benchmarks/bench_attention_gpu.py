@@ -86,8 +86,9 @@ def torch_time(torch, fn, reps: int, warmup: int = 2) -> float:
 def fp32_peak(cp, n: int = 8192, reps: int = 10) -> float:
     """Measured float32 matmul rate in TFLOP/s (cuBLAS through cupy.matmul, no TF32).
 
-    Warmed up for 10 runs (about 0.2 s) first: the first gpu_check on an H100 measured 23.8
-    TFLOP/s after one warm-up run, with the card coming up from its 405 MHz idle clock."""
+    Warmed up for 10 runs (about 0.2 s) first: the first gpu_check on an H100 measured only
+    23.8 TFLOP/s after one warm-up run (nvidia-smi showed the 405 MHz idle clock just before;
+    whether the clock ramp explains it is not known)."""
     rng = cp.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=cp.float32)
     b = rng.standard_normal((n, n), dtype=cp.float32)
