@@ -13,7 +13,6 @@ import math
 import numpy as np
 import matplotlib.pyplot as plt
 import minigpt
-from minigpt import Tensor
 from minigpt import optim
 
 rng = np.random.default_rng(0)

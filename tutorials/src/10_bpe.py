@@ -9,9 +9,7 @@
 # vocabulary grow on Shakespeare and the text shrink.
 
 # %%
-import inspect
 from collections import Counter
-import numpy as np
 import matplotlib.pyplot as plt
 from minigpt.tokenizers import BPETokenizer
 from minigpt.data import load_corpus
