@@ -16,7 +16,6 @@ import math
 
 from . import dispatch
 from .backend import get_array_module, to_device, device_of
-from .cuda import adam as cuda_adam  # the one-launch update on the GPU (kernels/09_adam.cu)
 
 
 def warmup_cosine(warmup: int, total: int):
@@ -101,7 +100,18 @@ def _grad_norm(grads) -> float:
     return math.sqrt(sum(float((g * g).sum()) for g in grads))
 
 
+def update_each(jobs, lr_t: float, betas, eps: float, clip: float | None = None) -> None:
+    """Every parameter's update, one at a time: jobs holds (p, g, m, v, weight_decay) per
+    parameter. Each update is `adam_update` or its tuned CPU version (minigpt.dispatch's
+    "adam"); on the GPU, one kernel launch does the whole list instead (the "cuda"
+    implementation of "adam_all", minigpt/cuda/adam.py)."""
+    for p, g, m, v, wd in jobs:
+        update = dispatch.choose("adam", p, g, m, v)
+        update(p, g, m, v, lr_t=lr_t, betas=betas, eps=eps, weight_decay=wd, clip=clip)
+
+
 dispatch.register("adam", "reference", adam_update)
+dispatch.register("adam_all", "reference", update_each)
 dispatch.register("grad_norm", "reference", _grad_norm)
 
 
@@ -111,7 +121,8 @@ class Adam:
     params: a list of Parameters (or of (name, Parameter) pairs). schedule: t -> multiplier
     of lr (default constant 1). `step()` applies one update; `zero_grad()` clears gradients.
     Each parameter's update is `adam_update` (mode "reference") or its chunked, threaded
-    version in minigpt/fast/adam.py (NumPy arrays, mode "auto" or "fast"): minigpt.dispatch.
+    version in minigpt/fast/adam.py (NumPy arrays, mode "auto" or "fast"); on CuPy float32
+    arrays in mode "auto", one kernel launch updates them all: minigpt.dispatch chooses.
     """
 
     def __init__(self, params, lr: float = 2.5e-4, betas=(0.9, 0.999), eps: float = 1e-8,
@@ -151,12 +162,9 @@ class Adam:
         ### END SOLUTION
         jobs = [(p.data, p.grad, m, v, self.weight_decay if p.ndim >= 2 else 0.0)  # wd: matrices
                 for p, m, v in zip(self.params, self.m, self.v) if p.grad is not None]  # and embeddings
-        if cuda_adam.update_all(jobs, lr_t, self.betas, self.eps, clip):  # all CuPy float32: one launch
-            return
-        for p, g, m, v, wd in jobs:
-            update = dispatch.choose("adam", p, g, m, v)
-            update(p, g, m, v, lr_t=lr_t, betas=self.betas, eps=self.eps, weight_decay=wd,
-                   clip=clip)
+        arrays = [a for job in jobs for a in job[:4]]
+        update_all = dispatch.choose("adam_all", *arrays)  # update_each, or one GPU launch
+        update_all(jobs, lr_t=lr_t, betas=self.betas, eps=self.eps, clip=clip)
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -314,11 +314,14 @@ def test_chunk_table():
     assert cuda_adam.chunk_table([0], 4).shape == (0, 2)
 
 
-def test_adam_hook_declines_numpy_arrays_and_other_modes():
-    """update_all runs only on CuPy float32 arrays in mode "auto": the CPU path is untouched."""
+def test_adam_kernel_is_chosen_only_for_cupy_float32_in_auto():
+    """The one-launch update ("adam_all", cuda) never takes NumPy arrays or another mode: the
+    CPU path runs optim.update_each."""
+    from minigpt import optim
     p, g, m, v = (np.zeros(4, np.float32) for _ in range(4))
-    assert cuda_adam.update_all([(p, g, m, v, 0.0)], 1e-3, (0.9, 0.999), 1e-8) is False
-    assert cuda_adam.update_all([], 1e-3, (0.9, 0.999), 1e-8) is False
+    assert dispatch.choose("adam_all", p, g, m, v) is optim.update_each
+    assert dispatch.registered()["adam_all"]["cuda"] is cuda_adam.update_all
+    assert not cuda_adam.can_fuse_adam([p])
     with dispatch.use("reference"):
         assert not cuda_adam.can_fuse_adam([p])
 

@@ -4,10 +4,10 @@
     norm = adam.grad_norm(grads)                       # one launch + one read of the partials
     adam.update_arrays(ps, gs, ms, vs, wds, lr_t, betas, eps, clip)   # one launch
 
-minigpt.optim.Adam.step calls `update_all(...)` first: when every array is a CuPy float32
-C-contiguous array (and the mode is "auto", the kernels switched on) the whole update is one
-launch of adam_update and it returns True; otherwise it returns False and the optimizer runs
-its per-parameter update chosen by minigpt.dispatch. `grad_norm` is registered as the "cuda"
+`update_all` is registered as the "cuda" implementation of the op "adam_all" (minigpt.optim's
+`update_each`): when every array is a CuPy float32 C-contiguous array (mode "auto", kernels
+switched on) minigpt.dispatch picks it and the whole update is one launch of adam_update;
+otherwise the optimizer's per-parameter updates run. `grad_norm` is registered as the "cuda"
 implementation of the op "grad_norm" (the norm that clipping compares to max_grad_norm).
 
 The update is optim.adam_update's formula with the same float32 rounding step by step (see
@@ -138,19 +138,20 @@ def can_fuse_adam(arrays) -> bool:
     return all(type(a) is nd and a.dtype is _F32 and a.flags.c_contiguous for a in arrays)
 
 
-def update_all(jobs, lr_t: float, betas, eps: float, clip=None) -> bool:
-    """The hook of minigpt.optim.Adam.step. jobs: (p, g, m, v, weight_decay) per parameter with
-    a gradient. Runs the one-launch update and returns True when can_fuse_adam holds for
-    every array; returns False (nothing done) otherwise."""
+def update_all(jobs, lr_t: float, betas, eps: float, clip=None) -> None:
+    """The "cuda" implementation of the op "adam_all" (optim.update_each in one launch).
+    jobs: (p, g, m, v, weight_decay) per parameter with a gradient; every array a CuPy
+    float32 C-contiguous array (can_fuse_adam, checked by minigpt.dispatch before)."""
     jobs = list(jobs)
     if not jobs:
-        return False
+        return
     ps, gs, ms, vs, wds = zip(*jobs)
-    if not can_fuse_adam(ps + gs + ms + vs):
-        return False
     _check_shapes(ps, gs, ms, vs, wds)
     _launch_update(ps, gs, ms, vs, wds, lr_t, betas, eps, clip)
-    return True
+
+
+def _supports_update_all(*arrays, **options) -> bool:
+    return can_fuse_adam(arrays)
 
 
 def _supports_grad_norm(*grads, **options) -> bool:
@@ -158,3 +159,4 @@ def _supports_grad_norm(*grads, **options) -> bool:
 
 
 dispatch.register("grad_norm", "cuda", grad_norm, supports=_supports_grad_norm)
+dispatch.register("adam_all", "cuda", update_all, supports=_supports_update_all)
