@@ -29,16 +29,18 @@ API:
     choose(op, *arrays, **options)  the implementation for these arrays (what wrappers call)
     apply(op, *inputs, **options)   choose(...) on the inputs' arrays, then `.apply(*inputs,
                                     **options)`: the last line of every public wrapper
-The environment variable MINIGPT_OPS (auto, fast or reference) sets the mode at import.
+The environment variable MINIGPT_OPS (auto, fast or reference) sets the mode at import (another
+value: an OpsModeWarning, and "auto").
 """
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from .autograd import as_array
 
-__all__ = ["MODES", "IMPLS", "register", "use", "current_mode", "implementations", "choose",
+__all__ = ["MODES", "IMPLS", "OpsModeWarning", "register", "use", "current_mode", "implementations", "choose",
            "apply"]
 
 MODES = ("auto", "fast", "reference")
@@ -55,11 +57,18 @@ def _check_mode(mode) -> str:
     return mode
 
 
+class OpsModeWarning(RuntimeWarning):
+    """MINIGPT_OPS names no mode: minigpt warns and runs in mode "auto"."""
+
+
 def _mode_from_environment() -> str:
+    """MINIGPT_OPS, or "auto". A typo must not stop `import minigpt` (as MINIGPT_BACKEND's
+    does not): it is a warning naming the allowed values, and the default mode is used."""
     value = os.environ.get("MINIGPT_OPS", "auto").strip().lower() or "auto"
     if value not in MODES:
-        raise ValueError(f"MINIGPT_OPS={os.environ['MINIGPT_OPS']!r} is not a mode: expected "
-                         f"one of {', '.join(MODES)}")
+        warnings.warn(f"MINIGPT_OPS={os.environ['MINIGPT_OPS']!r} is not a mode (allowed: "
+                      f"{', '.join(MODES)}); using auto", OpsModeWarning, stacklevel=2)
+        return "auto"
     return value
 
 
