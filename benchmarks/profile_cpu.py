@@ -135,7 +135,26 @@ def batch(vocab: int, T: int, B: int, step: int, seed: int = 0):
     return data[:, :-1], data[:, 1:]
 
 
-def child(name: str, steps: int, warmup: int) -> dict:
+def profile_sampling(model, n: int) -> dict:
+    """Greedy KV-cache sampling of n tokens (bench_cpu.py's "sample N"), profiled like a step."""
+    from minigpt.sample import generate
+    generate(model, [1], n, temperature=0)  # warm-up
+    t0 = time.perf_counter()
+    generate(model, [1], n, temperature=0)
+    plain = time.perf_counter() - t0
+    prof = Profiler()
+    prof.install()
+    try:
+        w0, c0, t0 = prof.now()
+        prof.timed(("sample", "(glue)", ""), generate, model, [1], n, temperature=0)
+        w1, c1, t1 = prof.now()
+    finally:
+        prof.uninstall()
+    return {"rows": [[*k, *v] for k, v in prof.rows.items()], "steps": n,
+            "total": [(w1 - w0) / n, (c1 - c0) / n, (t1 - t0) / n], "plain_step_s": plain / n}
+
+
+def child(name: str, steps: int, warmup: int, sample: bool = False) -> dict:
     from minigpt import GPT, GPTConfig
     from minigpt.optim import Adam
     model_cfg, B = CONFIGS[name][0], CONFIGS[name][1]
@@ -178,6 +197,7 @@ def child(name: str, steps: int, warmup: int) -> dict:
     return {"rows": [[*k, *v] for k, v in prof.rows.items()], "steps": steps,
             "total": [(w1 - w0) / steps, (c1 - c0) / steps, (t1 - t0) / steps],
             "plain_step_s": sorted(plain)[len(plain) // 2],
+            "sampling": profile_sampling(model, CONFIGS[name][3]) if sample else None,
             "pools": [(p["internal_api"], p["num_threads"]) for p in threadpool_info()],
             "minigpt_threads": runtime.num_threads(),
             "env": {v: os.environ.get(v) for v in THREAD_VARS}}
@@ -185,31 +205,38 @@ def child(name: str, steps: int, warmup: int) -> dict:
 
 # ---- the driver --------------------------------------------------------------------------------
 
-def run_child(name: str, threads: str, steps: int, warmup: int) -> dict:
+def run_child(name: str, threads: str, steps: int, warmup: int, sample: bool) -> dict:
     env = dict(os.environ)
     if threads != "default":
         for var in THREAD_VARS:
             env[var] = threads
     load0 = loadavg()
     out = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps),
-                          "--warmup", str(warmup)], env=env, capture_output=True, text=True)
+                          "--warmup", str(warmup)] + ["--sample"] * sample, env=env,
+                         capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"profile of {name} ({threads} threads) failed:\n{out.stderr}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res.update(config=name, threads=threads, load_before=load0, load_after=loadavg())
+    if res["sampling"]:
+        res["sampling"].update({k: res[k] for k in ("config", "threads", "load_before",
+                                                    "load_after", "pools", "minigpt_threads")})
     return res
 
 
-def table(res: dict, top: int | None = None) -> str:
+def table(res: dict, top: int | None = None, sampling: bool = False) -> str:
     wall, cpu, thr = res["total"]
     n = res["steps"]
-    lines = [f"### {res['config']} (B={CONFIGS[res['config']][1]}), threads {res['threads']}: "
+    what = "greedy KV-cache sampling, per token" if sampling else f"B={CONFIGS[res['config']][1]}"
+    unit = "token" if sampling else "step"
+    lines = [f"### {res['config']} ({what}), threads {res['threads']}: "
              f"BLAS {res['pools']}, minigpt pool {res['minigpt_threads']}",
              f"load average {res['load_before']:.2f} before, {res['load_after']:.2f} after"
              + ("  **machine busy: not a result**" if res["load_before"] > IDLE_LOAD else ""),
-             f"profiled step {1e3 * wall:.1f} ms wall, {1e3 * cpu:.0f} ms CPU "
-             f"({cpu / wall:.2f} cores), main thread {1e3 * thr:.0f} ms; unprofiled step "
-             f"{1e3 * res['plain_step_s']:.1f} ms (median of {n}); means of {n} profiled steps",
+             f"profiled {unit} {1e3 * wall:.1f} ms wall, {1e3 * cpu:.1f} ms CPU "
+             f"({cpu / wall:.2f} cores), main thread {1e3 * thr:.1f} ms; unprofiled {unit} "
+             f"{1e3 * res['plain_step_s']:.1f} ms "
+             + (f"(mean of {n})" if sampling else f"(median of {n}); means of {n} profiled steps"),
              "",
              "| phase | op | impl | calls | wall ms | % | CPU ms | CPU/wall | main thr ms | other thr ms |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -218,9 +245,11 @@ def table(res: dict, top: int | None = None) -> str:
         rows = rows[:top]
     for phase, op, impl, calls, w, c, t in rows:
         w, c, t = 1e3 * w / n, 1e3 * c / n, 1e3 * t / n
-        ratio = f"{c / w:.2f}" if w > 0.05 else "-"
-        lines.append(f"| {phase} | {op} | {impl or '-'} | {calls / n:g} | {w:.1f} | "
-                     f"{100 * w / (1e3 * wall):.1f} | {c:.1f} | {ratio} | {t:.1f} | {max(c - t, 0.0):.1f} |")
+        d = 2 if sampling else 1
+        ratio = f"{c / w:.2f}" if w > 0.05 / 10 ** (d - 1) else "-"
+        lines.append(f"| {phase} | {op} | {impl or '-'} | {calls / n:g} | {w:.{d}f} | "
+                     f"{100 * w / (1e3 * wall):.1f} | {c:.{d}f} | {ratio} | {t:.{d}f} | "
+                     f"{max(c - t, 0.0):.{d}f} |")
     by_phase = {}
     for phase, op, impl, calls, w, c, t in res["rows"]:
         acc = by_phase.setdefault(phase, [0.0, 0.0])
@@ -242,11 +271,13 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--top", type=int, default=None, help="print only the N largest rows")
     ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--sample", action="store_true",
+                    help="also profile greedy KV-cache sampling (bench_cpu.py's token counts)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         steps = args.steps or DEFAULT_STEPS.get(args.child, 3)
-        print(json.dumps(child(args.child, steps, args.warmup)))
+        print(json.dumps(child(args.child, steps, args.warmup, args.sample)))
         return 0
     info = machine_info()
     load0 = loadavg()
@@ -261,10 +292,13 @@ def main(argv=None) -> int:
     for name in [c for c in args.configs.split(",") if c]:
         for threads in [t for t in args.threads.split(",") if t]:
             steps = args.steps or DEFAULT_STEPS.get(name, 3)
-            res = run_child(name, threads, steps, args.warmup)
+            res = run_child(name, threads, steps, args.warmup, args.sample)
             results.append(res)
             print()
             print(table(res, args.top), flush=True)
+            if res["sampling"]:
+                print()
+                print(table(res["sampling"], args.top, sampling=True), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"info": info, "load_start": load0,
                                                "results": results}, indent=1))
