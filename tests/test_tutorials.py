@@ -7,6 +7,7 @@ temporary directory as the kernel's working directory. Rebuild the committed not
 """
 import importlib.util
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +17,11 @@ TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 # tutorials/build.py (reading sources, executing notebooks), loaded from its file
 _spec = importlib.util.spec_from_file_location("minigpt_tutorials_build", TUTORIALS / "build.py")
 build = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build)
+_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in tutorials/
+try:
+    _spec.loader.exec_module(build)
+finally:
+    sys.dont_write_bytecode = _bytecode
 
 for _name in ("jupytext", "nbclient", "nbformat", "ipykernel"):
     if importlib.util.find_spec(_name) is None:
@@ -55,8 +60,7 @@ def test_committed_notebook_matches_its_source(src):
 
 
 def _snapshot(root: Path) -> dict:
-    return {p: p.stat().st_mtime_ns for p in root.rglob("*")
-            if "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts}
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*")}
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
