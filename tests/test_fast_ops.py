@@ -379,3 +379,31 @@ def test_reference_ops_on_cupy_equal_the_numpy_reference():
             results.append([minigpt.backend.to_numpy(a) for a in [y.data] + [t.grad for t in ts]])
         for a, b in zip(*results):
             np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12, err_msg=op)
+
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("shape, n_split", [((2, 300, 64, 128), 4),  # (B, T, in, out): y twice
+                                            ((1, 3, 256, 6000), 1)])  # dW only: 3 rows stay whole
+def test_linear_tiers_agree_on_blocks_split_over_threads(shape, n_split, transposed, monkeypatch):
+    """Large enough for the products (y, dx, dW) to be split over two threads in blocks of
+    rows; with only a few rows (one sampled token's step) y and dx are one BLAS call each."""
+    from minigpt.fast import runtime
+    split = []  # per in_parallel call: how many blocks it ran
+    in_parallel = runtime.in_parallel
+
+    def counting(fn, n, unit=1):
+        blocks = []
+        in_parallel(lambda s: (blocks.append(s), fn(s)), n, unit)
+        split.append(len(blocks))
+
+    monkeypatch.setattr(runtime, "in_parallel", counting)
+    monkeypatch.setenv("MINIGPT_NUM_THREADS", "2")
+    rng = np.random.default_rng(2)
+    B, T, n_in, n_out = shape
+    x = rng.standard_normal((B, T, n_in))
+    W = rng.standard_normal((n_out, n_in)).T if transposed else rng.standard_normal((n_in, n_out))
+    for dtype in (np.float64, np.float32):
+        assert_tiers_agree("linear", F.linear, [x, W, rng.standard_normal(n_out)], dtype)
+    # per dtype: y (once for its shape, once in the run), dx and dW; the reference splits none
+    assert sum(k == 2 for k in split) == 2 * n_split, split

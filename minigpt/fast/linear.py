@@ -1,9 +1,15 @@
-"""Fast linear: one 2-D matmul, threaded bias add, BLAS column sums, and the tied-weight layout.
+"""Fast linear: one 2-D GEMM per product, its rows split over our threads; the tied-weight layout.
 
 What changes vs ops/linear.py, and why:
 - x (B, T, in) @ W runs as one (N, in) @ (in, out) matmul: NumPy would run one small GEMM per
   batch row for the 3-D product.
-- The bias is added in place, blocks of rows on all cores (runtime.run_blocks).
+- Every product (y = x W, dx = g W^T, dW = x^T g) of a training step is split into blocks
+  of output rows on minigpt's own threads, each block's BLAS single-threaded
+  (runtime.run_blocks_blas), instead of on OpenBLAS's threads: those spin-wait after every
+  call, and on 2 cores they took the core that our threads needed for the elementwise ops in
+  between (benchmarks/NOTES.md, issue 14: small's step 1.14-1.18x faster on an idle
+  machine). A product of fewer than ROWS_MIN rows (sampling one token) stays one BLAS call.
+- The bias is added to each block of y right after its product, while the block is in cache.
 - db is a matvec with ones (runtime.sum_rows): BLAS instead of NumPy's reduction loop.
 - Only the gradients that are needed are computed (needs_input_grad).
 - When W is a transposed view (the tied output layer reads W_e^T), dW is computed in the
@@ -15,9 +21,30 @@ from __future__ import annotations
 from .. import dispatch
 from ..autograd import Function
 from ..backend import get_array_module
-from .runtime import run_blocks, sum_rows
+from .runtime import run_blocks_blas, sum_rows
 
-__all__ = ["FastLinear"]
+__all__ = ["FastLinear", "matmul_rows", "ROWS_MIN"]
+
+ROWS_MIN = 64  # fewer rows: one BLAS call on OpenBLAS's own threads (see matmul_rows)
+
+
+def matmul_rows(a, b, bias=None):
+    """a @ b (+ bias) for 2-D a (N, K) and b (K, M): blocks of the rows of a on our threads,
+    BLAS single-threaded in each. A few rows (one sampled token's step) go to BLAS whole, on
+    its own threads: there the product is memory-bound and OpenBLAS's quick hand-off wins."""
+    xp = get_array_module(a)
+    if a.shape[0] < ROWS_MIN:
+        out = a @ b  # (N, K) @ (K, M)
+        return out if bias is None else xp.add(out, bias, out=out)
+    out = xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)  # (N, M)
+
+    def rows(i):
+        xp.matmul(a[i], b, out=out[i])  # (n_i, K) @ (K, M)
+        if bias is not None:
+            xp.add(out[i], bias, out=out[i])
+
+    run_blocks_blas(xp, rows, a.shape[0], a.shape[1] * b.shape[1])
+    return out
 
 
 class FastLinear(Function):
@@ -25,24 +52,23 @@ class FastLinear(Function):
 
     def forward(self, x, weight, bias=None):
         self.save(x, weight)
-        y = x.reshape(-1, x.shape[-1]) @ weight  # (N, in) @ (in, out) -> (N, out)
-        if bias is not None:  # y += bias, rows split over the cores
-            xp = get_array_module(y)
-            run_blocks(xp, lambda i: xp.add(y[i], bias, out=y[i]), *y.shape)
+        y = matmul_rows(x.reshape(-1, x.shape[-1]), weight, bias)  # (N, in) @ (in, out)
         return y.reshape(*x.shape[:-1], weight.shape[1])  # (..., out)
 
     def backward(self, g):
         x, weight = self.saved
         g2 = g.reshape(-1, g.shape[-1])  # (N, out)
-        dx = (g2 @ weight.T).reshape(x.shape) if self.needs_input_grad[0] else None  # (N, in) -> (..., in)
+        dx = None
+        if self.needs_input_grad[0]:
+            dx = matmul_rows(g2, weight.T).reshape(x.shape)  # (N, out) @ (out, in) -> (..., in)
         dW = None
         if self.needs_input_grad[1]:
             x2 = x.reshape(-1, x.shape[-1])  # (N, in)
             if weight.flags.f_contiguous and not weight.flags.c_contiguous:
                 # weight is a transposed view (the tied output layer's W_e^T)
-                dW = (g2.T @ x2).T  # (out, N) @ (N, in) -> (out, in), seen as (in, out)
+                dW = matmul_rows(g2.T, x2).T  # (out, N) @ (N, in) -> (out, in), seen as (in, out)
             else:
-                dW = x2.T @ g2  # (in, N) @ (N, out)
+                dW = matmul_rows(x2.T, g2)  # (in, N) @ (N, out)
         if len(self.needs_input_grad) == 3:
             return dx, dW, sum_rows(g2)
         return dx, dW
