@@ -231,8 +231,8 @@ def table(res: dict, top: int | None = None, sampling: bool = False) -> str:
     unit = "token" if sampling else "step"
     lines = [f"### {res['config']} ({what}), threads {res['threads']}: "
              f"BLAS {res['pools']}, minigpt pool {res['minigpt_threads']}",
-             f"load average {res['load_before']:.2f} before, {res['load_after']:.2f} after"
-             + ("  **machine busy: not a result**" if res["load_before"] > IDLE_LOAD else ""),
+             f"load average {res['load_before']:.2f} before, {res['load_after']:.2f} after "
+             "(this profiler's earlier processes included: the start of the run decides)",
              f"profiled {unit} {1e3 * wall:.1f} ms wall, {1e3 * cpu:.1f} ms CPU "
              f"({cpu / wall:.2f} cores), main thread {1e3 * thr:.1f} ms; unprofiled {unit} "
              f"{1e3 * res['plain_step_s']:.1f} ms "
