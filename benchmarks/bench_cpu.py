@@ -6,10 +6,13 @@
     python benchmarks/bench_cpu.py --compare HEAD~5        # also that commit's minigpt, side by side
     python benchmarks/bench_cpu.py --impls minigpt,minigpt_reference   # tuned vs readable ops
 
-Only a run on an idle machine is a result: the load average is printed before and after every
-config, and a start above 0.5 prints "machine busy: not a result" above the table (other
-processes take cores from the libraries unequally: PyTorch's OpenMP threads suffer more, which
-once made minigpt look 1.8x faster than it is).
+Only a run on an idle machine is a result: a load average above 0.5 at the start prints
+"machine busy: not a result" above the table, and every config reports the load average before
+and after it (which counts the benchmark's own processes) and the CPU that other processes took
+while it ran (the machine's busy time from /proc/stat minus the benchmark's own; more than a
+quarter of a core marks that config BUSY). Other processes take cores from the libraries
+unequally: PyTorch's OpenMP threads suffer more, which once made minigpt look 1.8x faster
+than it is.
 
 Implementations, each in its own process (benchmarks/_bench_worker.py), all float32, all
 starting from minigpt's initial weights and training on the same batches with dropout off
@@ -211,12 +214,44 @@ def loadavg() -> float:
         return float("nan")
 
 
+OTHERS_BUSY = 0.25  # cores' worth of CPU used by other processes during a config: disturbed
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by every process on the machine so far (all cores; /proc/stat)."""
+    try:
+        fields = open("/proc/stat").readline().split()[1:]  # the "cpu" line: jiffies by kind
+    except OSError:
+        return float("nan")
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process, all its threads (/proc/PID/stat)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def own_cpu_seconds(workers) -> float:
+    """CPU seconds of this benchmark: the driver and its live workers."""
+    t = os.times()
+    return t.user + t.system + sum(process_cpu_seconds(w.proc.pid) for w in workers)
+
+
 def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int, opts_extra: dict,
                  log, threads: int | None = None) -> dict:
+    """One config, every implementation side by side. Besides the load average (which counts
+    the benchmark's own processes too), it measures the CPU that *other* processes used while
+    it ran: the machine's busy time minus the benchmark's own, in cores (0 on an idle machine)."""
     model_cfg, B, _, n_sample = CONFIGS[name]
     opts = {"config": model_cfg, "batch": B, "seed": 0, **opts_extra}
     load0 = loadavg()
     workers = [Worker(impl, opts, threads) for impl in list(impls) + ["sgemm"]]
+    busy0, own0, wall0 = machine_busy_seconds(), own_cpu_seconds(workers), time.perf_counter()
     try:
         for w in workers:
             w.ask("reset_peak")
@@ -244,6 +279,8 @@ def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int,
                 res = w.ask(f"sample {n_sample}")
                 samples[w.impl].append(n_sample / res["dt"])
                 ids[w.impl] = res["ids"]
+        others = ((machine_busy_seconds() - busy0) - (own_cpu_seconds(workers) - own0)) \
+            / (time.perf_counter() - wall0)
     finally:
         for w in workers:
             w.close()
@@ -251,7 +288,8 @@ def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int,
     n = 2048  # the sgemm worker's matrix size
     sgemm_rates = [2 * n ** 3 / dt for dt in times["sgemm"]]  # FLOP/s, one per round
     out = {"config": name, "batch": B, "tokens_per_step": B * T, "rounds": rounds,
-           "warmup": warmup, "load_before": load0, "load_after": loadavg(), "impls": {},
+           "warmup": warmup, "load_before": load0, "load_after": loadavg(),
+           "others_cores": max(0.0, others), "impls": {},
            "sgemm_gflops_median": statistics.median(sgemm_rates) / 1e9}
     fpt = flops_per_token(model_cfg)
     base = times.get("minigpt")
@@ -288,8 +326,8 @@ def check_losses(result: dict, tol: float) -> list[str]:
     return problems
 
 
-def print_table(info: dict, results: list, sgemm: dict, gradcheck_s, file=sys.stdout):
-    p = lambda *a: print(*a, file=file)  # noqa: E731
+def print_table(info: dict, results: list, sgemm: dict, gradcheck_s, file=None):
+    p = lambda *a: print(*a, file=file or sys.stdout)  # noqa: E731  (sys.stdout of the moment)
     p(f"\n## CPU benchmark: {info['date']}")
     if info.get("busy"):
         p(f"**machine busy: not a result** (load average {info['load_start']:.2f} at the start, "
@@ -318,10 +356,13 @@ def print_table(info: dict, results: list, sgemm: dict, gradcheck_s, file=sys.st
     p("")
     for res in results:
         p(f"{res['config']}: {res['rounds']} timed rounds after {res['warmup']} warm-up; load "
-          f"average {res['load_before']:.1f} before, {res['load_after']:.1f} after; sgemm in the "
+          f"average {res['load_before']:.1f} before, {res['load_after']:.1f} after (this benchmark's "
+          f"processes included); other processes used {res['others_cores']:.2f} cores; sgemm in the "
           f"rounds {res['sgemm_gflops_median']:.0f} GFLOP/s (median); losses " +
           ", ".join(f"{i} {e['last_loss']:.5f}/{e['eval_loss']:.5f}" for i, e in res["impls"].items())
-          + " (last step / held-out)" + ("  BUSY: not a result" if res["load_before"] > IDLE_LOAD else ""))
+          + " (last step / held-out)"
+          + (f"  BUSY (other processes > {OTHERS_BUSY} cores): not a result"
+             if res["others_cores"] > OTHERS_BUSY else ""))
         for i, e in res["impls"].items():
             p(f"  {res['config']} {i} threads: {e['threads']}")
     if gradcheck_s is not None:

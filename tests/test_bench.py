@@ -70,3 +70,36 @@ def test_compare_runs_another_commit_side_by_side(tmp_path):
     assert "minigpt-bench-" in impls[other]["minigpt_from"]  # imported from the worktree
     assert impls["minigpt"]["minigpt_from"] == str(root / "minigpt")
     assert not bench_cpu.COMPARE_ROOTS[other].exists()  # the worktree is removed afterwards
+
+
+def test_cpu_taken_by_other_processes_marks_the_config_busy(tmp_path, capsys):
+    """A process spinning beside the benchmark is measured (its CPU, not the benchmark's own)
+    and the config is marked BUSY: not a result."""
+    import subprocess
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        out = tmp_path / "bench.json"
+        status = bench_cpu.main(["--configs", "micro", "--impls", "minigpt", "--rounds", "3",
+                                 "--warmup", "1", "--sample-rounds", "1", "--no-extras", "--quiet",
+                                 "--threads", "1", "--json", str(out)])
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert status == 0
+    res = json.loads(out.read_text())["results"][0]
+    assert res["others_cores"] > bench_cpu.OTHERS_BUSY  # the spinner: about one core
+    assert "BUSY (other processes" in capsys.readouterr().out
+
+
+def test_own_cpu_is_not_counted_as_other_processes():
+    """The benchmark's own CPU (driver and workers) is subtracted: a worker busy on its own
+    process shows up in own_cpu_seconds, and machine_busy_seconds grows at least as much."""
+    import time
+    busy0 = bench_cpu.machine_busy_seconds()
+    own0 = bench_cpu.own_cpu_seconds([])
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.3:  # burn 0.3 s of this process's CPU
+        pass
+    own = bench_cpu.own_cpu_seconds([]) - own0
+    assert own >= 0.25
+    assert bench_cpu.machine_busy_seconds() - busy0 >= own - 0.05  # jiffy rounding
