@@ -103,3 +103,23 @@ def test_own_cpu_is_not_counted_as_other_processes():
     own = bench_cpu.own_cpu_seconds([]) - own0
     assert own >= 0.25
     assert bench_cpu.machine_busy_seconds() - busy0 >= own - 0.05  # jiffy rounding
+
+
+def test_profile_counts_every_op_of_a_step_and_covers_the_step(tmp_path):
+    """benchmarks/profile_cpu.py on the micro config (2 layers): each op appears as often as the
+    model calls it, with the implementation dispatch ran, and the rows add up to the step."""
+    import profile_cpu
+    out = tmp_path / "profile.json"
+    assert profile_cpu.main(["--configs", "micro", "--threads", "1", "--steps", "1",
+                             "--warmup", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["results"][0]
+    counts = {(phase, name): (impl, n) for phase, name, impl, n, *_ in res["rows"]}
+    n_layer = bench_cpu.CONFIGS["micro"][0]["n_layer"]
+    for phase in ("forward", "backward"):
+        assert counts[(phase, "Attention")] == ("fast", n_layer)
+        assert counts[(phase, "LayerNorm")] == ("fast", 2 * n_layer)
+        # c_attn, c_proj, the MLP's two (one inside linear_gelu), and the tied output layer
+        assert counts[(phase, "Linear")] == ("fast", 4 * n_layer + 1)
+        assert counts[(phase, "CrossEntropy")] == ("fast", 1)
+    wall = sum(row[4] for row in res["rows"])
+    assert 0.5 * res["total"][0] <= wall <= 1.01 * res["total"][0]
