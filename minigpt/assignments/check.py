@@ -99,9 +99,9 @@ class Check:
         from . import runner
         import minigpt
         with minigpt.use("reference"), minigpt.no_grad():
-            fn = runner._resolve(target)
+            fn = runner.resolve_target(target)
             apply = getattr(fn, "apply", fn)
-            kw = {k: runner._value(v, self.arrays) for k, v in kwargs.items()}
+            kw = {k: runner.decode_value(v, self.arrays) for k, v in kwargs.items()}
             y = apply(*[minigpt.Tensor(np.array(a[1])) for a in args], **kw)
         return y.shape
 

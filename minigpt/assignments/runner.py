@@ -39,7 +39,7 @@ def _student_frames(tb_text, tree):
     return "\n".join(lines[-6:]).replace(tree + os.sep, "")
 
 
-def _resolve(target):
+def resolve_target(target):
     """'pkg.module:Name.attr' -> the object."""
     module, _, attr = target.partition(":")
     obj = importlib.import_module(module)
@@ -48,16 +48,16 @@ def _resolve(target):
     return obj
 
 
-def _value(spec, arrays):
+def decode_value(spec, arrays):
     if isinstance(spec, dict) and "array" in spec:
         return arrays[spec["array"]]
     if isinstance(spec, dict) and "rng" in spec:  # a seeded NumPy generator
         import numpy as np
         return np.random.default_rng(spec["rng"])
     if isinstance(spec, dict) and "tuple" in spec:
-        return tuple(_value(s, arrays) for s in spec["tuple"])
+        return tuple(decode_value(s, arrays) for s in spec["tuple"])
     if isinstance(spec, list):
-        return [_value(s, arrays) for s in spec]
+        return [decode_value(s, arrays) for s in spec]
     return spec
 
 
@@ -104,11 +104,11 @@ def op(call, arrays, out):
     """Forward, then backward with the given upstream gradient; optional gradcheck."""
     import numpy as np
     import minigpt
-    fn = _resolve(call["target"])
+    fn = resolve_target(call["target"])
     apply = getattr(fn, "apply", fn)
     tensors = [minigpt.Tensor(np.array(arrays[a["array"]]), requires_grad=a.get("grad", False))
                for a in call["args"]]
-    kwargs = {k: _value(v, arrays) for k, v in call.get("kwargs", {}).items()}
+    kwargs = {k: decode_value(v, arrays) for k, v in call.get("kwargs", {}).items()}
     y = apply(*tensors, **kwargs)
     res = {"out": _store(y, out + ".out", arrays_out := {})}
     if call.get("upstream"):
@@ -134,9 +134,9 @@ def op(call, arrays, out):
 
 def call(call, arrays, out):
     """Any function or method: target(*args, **kwargs), then optional attributes of the result."""
-    fn = _resolve(call["target"])
-    args = [_value(a, arrays) for a in call.get("args", [])]
-    kwargs = {k: _value(v, arrays) for k, v in call.get("kwargs", {}).items()}
+    fn = resolve_target(call["target"])
+    args = [decode_value(a, arrays) for a in call.get("args", [])]
+    kwargs = {k: decode_value(v, arrays) for k, v in call.get("kwargs", {}).items()}
     value = fn(*args, **kwargs)
     for attr in call.get("then", []):
         value = getattr(value, attr)
@@ -149,17 +149,17 @@ def call(call, arrays, out):
 
 def method(call, arrays, out):
     """Build an object (target(*init)), then call one of its methods."""
-    cls = _resolve(call["target"])
-    obj = cls(*[_value(a, arrays) for a in call.get("init", [])],
-              **{k: _value(v, arrays) for k, v in call.get("init_kwargs", {}).items()})
+    cls = resolve_target(call["target"])
+    obj = cls(*[decode_value(a, arrays) for a in call.get("init", [])],
+              **{k: decode_value(v, arrays) for k, v in call.get("init_kwargs", {}).items()})
     for setup in call.get("setup", []):
         getattr(obj, setup[0])(*setup[1:])
     results = []
     for m, args in call["calls"]:
         extra = []
         if call.get("trunc"):
-            extra = [_resolve(call["trunc"])()]
-        results.append(getattr(obj, m)(*[_value(a, arrays) for a in args], *extra))
+            extra = [resolve_target(call["trunc"])()]
+        results.append(getattr(obj, m)(*[decode_value(a, arrays) for a in args], *extra))
     out_arrays = {}
     return {"value": _store(results, out, out_arrays)}, out_arrays
 
