@@ -162,7 +162,10 @@ def test_ctrl_c_during_sample_stops_cleanly(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "minigpt", "sample", "--ckpt", str(ckpt), "--prompt", "to",
          "--max-new-tokens", "100000000", "--seed", "0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a test runner started in the background (`cmd &` in a script)
+        # inherits SIGINT ignored, and so would the child
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         got = proc.stdout.read(40)  # the prompt plus tokens: generation is under way
         assert len(got) == 40
