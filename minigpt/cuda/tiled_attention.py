@@ -63,22 +63,28 @@ def _query_begin(k0, Tq, Tk, causal):
     return max(0, k0 - (Tk - Tq)) if causal else 0
 
 
+def _setup(q, k, v, causal, padding_mask):
+    """What both passes start from: the shapes checked, the score scale 1/sqrt(hs) in q's
+    dtype, and the whole attention_mask ((Tq, Tk), (B, 1, Tq, Tk) or None), sliced per tile."""
+    xp = get_array_module(q)
+    if padding_mask is not None:
+        padding_mask = xp.asarray(padding_mask)
+    check_attention_inputs(q.shape, k.shape, v.shape, causal,
+                           None if padding_mask is None else padding_mask.shape)
+    scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]))
+    return xp, scale, attention_mask(q.shape[2], k.shape[2], causal, padding_mask, xp)
+
+
 def flash_attention_forward(q, k, v, causal=True, padding_mask=None, block_q=64, block_k=64):
     """Attention by tiles. q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (O, lse).
 
     O (B, nh, Tq, hs) equals functional.attention's output; lse (B, nh, Tq) is the natural
     log-sum-exp of each row's scaled, masked scores (+inf for a row that sees no key).
     """
-    xp = get_array_module(q)
+    xp, scale, full_mask = _setup(q, k, v, causal, padding_mask)
     B, nh, Tq, hs = q.shape
     Tk = k.shape[2]
     dt = q.dtype.type
-    scale = dt(1.0 / math.sqrt(hs))
-    if padding_mask is not None:
-        padding_mask = xp.asarray(padding_mask)
-    check_attention_inputs(q.shape, k.shape, v.shape, causal,
-                           None if padding_mask is None else padding_mask.shape)
-    full_mask = attention_mask(Tq, Tk, causal, padding_mask, xp)  # (Tq, Tk) or (B, 1, Tq, Tk)
     o = xp.zeros(q.shape, dtype=q.dtype)
     lse = xp.full((B, nh, Tq), np.inf, dtype=q.dtype)
     for q0 in range(0, Tq, block_q):  # one CUDA block per query tile (and head)
@@ -110,16 +116,10 @@ def flash_attention_forward(q, k, v, causal=True, padding_mask=None, block_q=64,
 def flash_attention_backward(q, k, v, o, lse, do, causal=True, padding_mask=None,
                              block_q=64, block_k=64):
     """(dq, dk, dv) of flash_attention_forward from its inputs, O, lse and dO (= g)."""
-    xp = get_array_module(q)
+    xp, scale, full_mask = _setup(q, k, v, causal, padding_mask)
     B, nh, Tq, hs = q.shape
     Tk = k.shape[2]
     dt = q.dtype.type
-    scale = dt(1.0 / math.sqrt(hs))
-    if padding_mask is not None:
-        padding_mask = xp.asarray(padding_mask)
-    check_attention_inputs(q.shape, k.shape, v.shape, causal,
-                           None if padding_mask is None else padding_mask.shape)
-    full_mask = attention_mask(Tq, Tk, causal, padding_mask, xp)  # (Tq, Tk) or (B, 1, Tq, Tk)
     D = (do * o).sum(axis=-1)[..., None]   # (B, nh, Tq, 1) = rowsum(P * dP)
     L = lse[..., None]
 
