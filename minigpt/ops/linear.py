@@ -16,7 +16,7 @@ from __future__ import annotations
 from .. import dispatch
 from ..autograd import Function, Tensor
 
-__all__ = ["Linear", "linear"]
+__all__ = ["Linear", "linear", "check_linear_inputs"]
 
 
 class Linear(Function):
@@ -44,15 +44,22 @@ class Linear(Function):
         ### END SOLUTION
 
 
+def check_linear_inputs(op: str, x, weight, bias=None) -> None:
+    """Raise ValueError unless x (..., in), weight (in, out) and bias (out,) or None fit (the
+    shape rule of linear and of every op built on it, named `op` in the message)."""
+    if x.shape[-1:] != weight.shape[:1]:
+        raise ValueError(f"{op}: input shape {x.shape} does not match weight shape "
+                         f"{weight.shape} (weight is (in, out))")
+    if bias is not None and bias.shape != (weight.shape[1],):
+        raise ValueError(f"{op}: bias shape {bias.shape} does not match weight shape "
+                         f"{weight.shape}")
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x @ weight + bias; weight (in, out), bias (out,) or None."""
-    if x.shape[-1:] != weight.shape[:1]:
-        raise ValueError(f"linear: input shape {x.shape} does not match weight shape "
-                         f"{weight.shape} (weight is (in, out))")
+    check_linear_inputs("linear", x, weight, bias)
     if bias is None:
         return dispatch.apply("linear", x, weight)
-    if bias.shape != (weight.shape[1],):
-        raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
     return dispatch.apply("linear", x, weight, bias)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from .. import dispatch
 from ..autograd import Tensor
 from .gelu import gelu
-from .linear import linear
+from .linear import check_linear_inputs, linear
 
 __all__ = ["LinearGELU", "linear_gelu"]
 
@@ -34,14 +34,9 @@ class LinearGELU:
 
 def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = gelu(x @ weight + bias); weight (in, out), bias (out,) or None."""
-    if x.shape[-1:] != weight.shape[:1]:
-        raise ValueError(f"linear_gelu: input shape {x.shape} does not match weight shape "
-                         f"{weight.shape} (weight is (in, out))")
+    check_linear_inputs("linear_gelu", x, weight, bias)
     if bias is None:
         return dispatch.apply("linear_gelu", x, weight)
-    if bias.shape != (weight.shape[1],):
-        raise ValueError(f"linear_gelu: bias shape {bias.shape} does not match weight shape "
-                         f"{weight.shape}")
     return dispatch.apply("linear_gelu", x, weight, bias)
 
 
