@@ -39,7 +39,8 @@ RESUME_KEYS = ("step", "train_config", "data_rng", "dropout_rng", "optimizer")
 # the documented range of each numeric TrainConfig field (the CLI checks the same at parse time)
 TRAIN_RULES = {
     "bpe_vocab_size": positive_int, "steps": positive_int, "batch_size": positive_int,
-    "block_size": positive_int, "lr": positive_float, "warmup": nonneg_int,
+    "block_size": positive_int, "n_layer": positive_int, "n_embd": positive_int,
+    "n_head": positive_int, "lr": positive_float, "warmup": nonneg_int,
     "weight_decay": nonneg_float, "max_grad_norm": positive_float, "dropout": fraction,
     "eval_interval": positive_int, "eval_batches": positive_int, "ckpt_interval": positive_int,
     "seed": nonneg_int,
@@ -53,9 +54,14 @@ class TrainConfig:
     preset: str = "tiny"
     tokenizer: str = "char"          # "char" or "bpe"
     bpe_vocab_size: int = 1000
+    bpe_keep_case: bool = False       # True: BPE keeps capitals and accents (GPT-1's lowercases)
+    bpe_keep_newlines: bool = False   # True: each "\n" is a token of its own (GPT-1's: a space)
     steps: int | None = 1000          # None with resume: keep the checkpoint's own
     batch_size: int = 32
     block_size: int | None = None     # default: the preset's n_ctx
+    n_layer: int | None = None        # override the preset's depth, width and heads
+    n_embd: int | None = None
+    n_head: int | None = None
     lr: float = 2.5e-4                # GPT-1's max lr; small models like more (demo: 2e-3)
     warmup: int = 100                 # GPT-1: 2000 updates
     weight_decay: float = 0.01
@@ -72,6 +78,9 @@ class TrainConfig:
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"unknown tokenizer {self.tokenizer!r}: expected 'char' or 'bpe'")
         n_ctx = GPTConfig.preset(self.preset).n_ctx  # ValueError naming the presets if unknown
+        sizes = {k: getattr(self, k) for k in ("n_layer", "n_embd", "n_head")
+                 if getattr(self, k) is not None}
+        GPTConfig.preset(self.preset, **sizes)  # ValueError if n_embd is not a multiple of n_head
         if self.block_size is not None and self.block_size > n_ctx:
             raise ValueError(f"block_size {self.block_size} is above the {self.preset} preset's "
                              f"context n_ctx={n_ctx}; use at most {n_ctx}")
@@ -82,7 +91,9 @@ def _build_tokenizer(cfg: TrainConfig, corpus):
     if cfg.tokenizer == "char":
         return CharTokenizer.train(corpus.train + corpus.val)
     if cfg.tokenizer == "bpe":
-        return BPETokenizer.train(corpus.train, vocab_size=cfg.bpe_vocab_size)
+        return BPETokenizer.train(corpus.train, vocab_size=cfg.bpe_vocab_size,
+                                  lowercase=not cfg.bpe_keep_case,
+                                  keep_newlines=cfg.bpe_keep_newlines)
     raise TrainingError(f"unknown tokenizer {cfg.tokenizer!r}: expected 'char' or 'bpe'")
 
 
@@ -90,6 +101,9 @@ def _model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
     overrides = {"vocab_size": vocab_size}
     if cfg.block_size is not None:
         overrides["n_ctx"] = cfg.block_size
+    for name in ("n_layer", "n_embd", "n_head"):
+        if getattr(cfg, name) is not None:
+            overrides[name] = getattr(cfg, name)
     if cfg.dropout is not None:
         overrides.update(embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, resid_pdrop=cfg.dropout)
     return GPTConfig.preset(cfg.preset, **overrides)
