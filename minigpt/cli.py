@@ -57,6 +57,9 @@ def _add_train_args(p: argparse.ArgumentParser, defaults) -> None:
     p.add_argument("--eval-interval", type=ranged("eval_interval"), default=d.eval_interval)
     p.add_argument("--eval-batches", type=ranged("eval_batches"), default=d.eval_batches)
     p.add_argument("--ckpt-interval", type=ranged("ckpt_interval"), default=d.ckpt_interval)
+    p.add_argument("--snapshot-every", type=ranged("snapshot_every"), default=d.snapshot_every,
+                   metavar="N", help="also keep a loadable checkpoint of every N-th step and of "
+                   "the last one in OUT/snapshots/step-000500/ ... (no optimizer state)")
     p.add_argument("--seed", type=ranged("seed"), default=d.seed)
     p.add_argument("--out", default=d.out, help="run directory (checkpoint, metrics, loss.png)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")

@@ -1,6 +1,7 @@
 """Pretraining loop and the `minigpt` command line: resume equality, Ctrl-C, NaN, CLI smoke."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,10 +108,13 @@ def test_cli_pretrain_sample_eval(text_file, tmp_path):
     out = tmp_path / "cli"
     r = run_cli("pretrain", "--data", str(text_file), "--preset", "tiny", "--steps", "6",
                 "--batch-size", "4", "--block-size", "16", "--eval-interval", "3",
-                "--ckpt-interval", "3", "--out", str(out), "--no-progress")
+                "--ckpt-interval", "3", "--snapshot-every", "4", "--out", str(out),
+                "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "completed at step 6" in r.stdout
     assert (out / "ckpt" / "model.safetensors").is_file() and (out / "loss.png").is_file()
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step-000004",
+                                                                    "step-000006"]
 
     r = run_cli("pretrain", "--data", str(text_file), "--steps", "2", "--out", str(out))
     assert r.returncode == 2 and "already exists" in r.stderr
@@ -138,6 +142,8 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
     empty.write_text("")
     r = run_cli("pretrain", "--data", str(empty), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "empty" in r.stderr.lower()
+    r = run_cli("pretrain", "--snapshot-every", "0", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "--snapshot-every" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_demo_smoke(tmp_path):
@@ -152,3 +158,96 @@ def test_cli_demo_smoke(tmp_path):
     assert "----- sample" in r.stdout and "ROMEO:" in r.stdout
     assert (out / "loss.png").is_file() and (out / "sample.txt").is_file()
     assert (out / "ckpt" / "model.safetensors").is_file()
+
+
+def _interrupt_at_batch(monkeypatch, n):
+    """A real SIGINT while the n-th training batch is drawn: the run stops after step n."""
+    real_get_batch = minigpt.data.get_batch
+    calls = {"n": 0}
+
+    def interrupting_get_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_get_batch(*args, **kwargs)
+
+    monkeypatch.setattr(minigpt.data, "get_batch", interrupting_get_batch)
+    return lambda: monkeypatch.setattr(minigpt.data, "get_batch", real_get_batch)
+
+
+def _weights(path):
+    model, tok, state = load_checkpoint(path)
+    return {k: np.array(v) for k, v in model.state_dict().items()}, tok, state
+
+
+def _same_weights(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_snapshots_hold_the_weights_of_their_step_and_survive_resume(text_file, tmp_path,
+                                                                       monkeypatch):
+    """snapshot_every=2 over 5 steps keeps step-000002, step-000004 and the last, step-000005;
+    each loads with the weights a run stopped at that step has. A resumed run keeps the
+    snapshots it has (not rewritten), tidies a killed save's leftovers and adds the rest."""
+    from minigpt.training.pretrain import snapshot_name
+    kw = dict(steps=5, eval_interval=10, ckpt_interval=4)
+    full = pretrain(tiny_cfg(text_file, tmp_path / "full", snapshot_every=2, **kw), progress=False)
+    snaps = tmp_path / "full" / "snapshots"
+    assert full["snapshots"] == str(snaps)
+    assert sorted(p.name for p in snaps.iterdir()) == ["step-000002", "step-000004",
+                                                      "step-000005"]
+    assert snapshot_name(500) == "step-000500"
+    assert not (snaps / "step-000002" / "optimizer.safetensors").exists()
+    last, _, _ = _weights(tmp_path / "full")
+    at5, tok, state = _weights(snaps / "step-000005")
+    assert state["step"] == 5 and tok is not None and _same_weights(at5, last)
+
+    restore = _interrupt_at_batch(monkeypatch, 2)   # the same run without snapshots, stopped
+    stopped = pretrain(tiny_cfg(text_file, tmp_path / "stopped", **kw), progress=False)
+    restore()
+    assert stopped["status"] == "interrupted" and stopped["step"] == 2
+    at2, _, state = _weights(snaps / "step-000002")
+    assert state["step"] == 2 and _same_weights(at2, _weights(tmp_path / "stopped")[0])
+    at4, _, _ = _weights(snaps / "step-000004")
+    assert not _same_weights(at2, at4)
+
+    restore = _interrupt_at_batch(monkeypatch, 3)
+    part = pretrain(tiny_cfg(text_file, tmp_path / "part", snapshot_every=2, **kw),
+                    progress=False)
+    restore()
+    assert part["step"] == 3
+    psnaps = tmp_path / "part" / "snapshots"
+    assert sorted(p.name for p in psnaps.iterdir()) == ["step-000002"]
+    # as if a crash had come after the snapshot of step 4 and before a checkpoint: resuming
+    # from step 3 reaches step 4 again and must keep that snapshot as it is
+    shutil.copytree(snaps / "step-000004", psnaps / "step-000004")
+    (psnaps / "step-000004" / "mark").write_text("written before the crash")
+    (psnaps / ".step-000005.tmpdead").mkdir()       # a save killed half way
+    resumed = pretrain(tiny_cfg(text_file, tmp_path / "part", steps=None), resume=True,
+                       progress=False)
+    assert resumed["step"] == 5
+    assert (psnaps / "step-000004" / "mark").is_file()
+    assert sorted(p.name for p in psnaps.iterdir()) == ["step-000002", "step-000004",
+                                                       "step-000005"]
+    assert _same_weights(_weights(psnaps / "step-000005")[0], at5)
+
+
+def test_snapshot_every_added_on_resume(text_file, tmp_path, monkeypatch):
+    """--snapshot-every given to --resume applies from the resumed step on (that step included
+    when it is a multiple)."""
+    restore = _interrupt_at_batch(monkeypatch, 2)
+    pretrain(tiny_cfg(text_file, tmp_path / "run", steps=4, ckpt_interval=10), progress=False)
+    restore()
+    assert not (tmp_path / "run" / "snapshots").exists()
+    pretrain(tiny_cfg(text_file, tmp_path / "run", steps=None, snapshot_every=2), resume=True,
+             progress=False)
+    snaps = tmp_path / "run" / "snapshots"
+    assert sorted(p.name for p in snaps.iterdir()) == ["step-000002", "step-000004"]
+    _, _, state = load_checkpoint(snaps / "step-000002")
+    assert state["step"] == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_snapshot_every_must_be_a_positive_int(bad, tmp_path):
+    with pytest.raises(ValueError, match="snapshot_every"):
+        TrainConfig(snapshot_every=bad, out=str(tmp_path / "x"))

@@ -2,6 +2,9 @@
 
 A run directory holds:
     ckpt/          the latest checkpoint (see checkpoint.py), replaced by a crash-proof swap
+    snapshots/     with snapshot_every N: step-000500/ ... a checkpoint (weights, tokenizer,
+                   state.json; no optimizer state) at every multiple of N and at the last
+                   step, for accuracy-vs-pretraining-steps curves; each is loadable like ckpt/
     metrics.jsonl  one JSON line per step: step, loss, lr, tokens/s, and val_loss when evaluated
     loss.png       the loss curves (written at the end, when matplotlib is installed)
     .lock          while a process trains there (see loop.py)
@@ -16,6 +19,7 @@ sampling), so a run stopped and resumed follows the uninterrupted run's loss cur
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +32,20 @@ from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive
                       positive_int, short_list)
 from ..model import GPT, GPTConfig
 from ..optim import Adam, warmup_cosine
-from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, clean_leftovers, find_checkpoint, load_checkpoint,
+                         resolve_checkpoint, save_checkpoint)
 from .loop import Run, RunDirectory, TrainingError, read_metrics, run_loop, write_metrics
 
-__all__ = ["TrainConfig", "TRAIN_RULES", "pretrain", "evaluate", "evaluate_full", "plot_losses"]
+__all__ = ["TrainConfig", "TRAIN_RULES", "pretrain", "evaluate", "evaluate_full", "plot_losses",
+           "snapshot_name", "SNAPSHOTS"]
 
 RESUME_KEYS = ("step", "train_config", "data_rng", "dropout_rng", "optimizer")
+SNAPSHOTS = "snapshots"
+
+
+def snapshot_name(step: int) -> str:
+    """The folder name of the snapshot taken after update `step`: step-000500."""
+    return f"step-{step:06d}"
 
 
 # the documented range of each numeric TrainConfig field (the CLI checks the same at parse time)
@@ -43,7 +55,7 @@ TRAIN_RULES = {
     "n_head": positive_int, "lr": positive_float, "warmup": nonneg_int,
     "weight_decay": nonneg_float, "max_grad_norm": positive_float, "dropout": fraction,
     "eval_interval": positive_int, "eval_batches": positive_int, "ckpt_interval": positive_int,
-    "seed": nonneg_int,
+    "snapshot_every": positive_int, "seed": nonneg_int,
 }
 
 
@@ -70,6 +82,7 @@ class TrainConfig:
     eval_interval: int = 100
     eval_batches: int = 8
     ckpt_interval: int = 200
+    snapshot_every: int | None = None  # keep OUT/snapshots/step-000500/ ... every N steps
     seed: int = 1337
     out: str = "runs/tiny"
 
@@ -199,8 +212,9 @@ def _resumed_config(out: Path, state: dict, cfg: TrainConfig) -> TrainConfig:
         saved = TrainConfig(**saved)
     except ValueError as e:
         raise CheckpointError(f"{state_file}: train_config: {e}") from None
-    return dataclasses.replace(saved, steps=saved.steps if cfg.steps is None else cfg.steps,
-                               out=str(out))
+    return dataclasses.replace(
+        saved, steps=saved.steps if cfg.steps is None else cfg.steps, out=str(out),
+        snapshot_every=saved.snapshot_every if cfg.snapshot_every is None else cfg.snapshot_every)
 
 
 def _prepare_data(cfg: TrainConfig, tokenizer, corpus, block: int):
@@ -220,7 +234,8 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
 
     Order: arguments, corpus, tokenizer and model are checked first; only then is the run
     directory taken (loop.RunDirectory: lock, --force keeping the old run until the new one's
-    first checkpoint). cfg.steps None with resume: keep the checkpoint's own --steps.
+    first checkpoint). cfg.steps None with resume: keep the checkpoint's own --steps (and
+    cfg.snapshot_every None: its own snapshot_every).
     """
     from ..data import get_batch, load_corpus
 
@@ -279,6 +294,7 @@ def _train(run: Run, cfg, model, tokenizer, opt, data_rng, step, state, block, t
            val_ids, log, get_batch) -> dict:
     out = Path(cfg.out)
     ckpt_dir = out / "ckpt"
+    snap_dir = out / SNAPSHOTS
     last = {"loss": state.get("last_loss"), "val": state.get("last_val_loss")}
 
     def checkpoint(at):
@@ -286,6 +302,20 @@ def _train(run: Run, cfg, model, tokenizer, opt, data_rng, step, state, block, t
             "step": at, "train_config": dataclasses.asdict(cfg),
             "data_rng": data_rng.bit_generator.state, "dropout_rng": mgrandom.get_state(),
             "last_loss": last["loss"], "last_val_loss": last["val"]}))
+
+    def snapshot(at):
+        # written before the checkpoint of the same step, so that a crash in between is
+        # redone on --resume; one that exists (this run's before a crash) is not rewritten
+        name = snapshot_name(at)
+        if at <= 0 or find_checkpoint(snap_dir, name) is not None:
+            return
+        save_checkpoint(snap_dir / name, model, tokenizer, None, {
+            "step": at, "train_config": dataclasses.asdict(cfg), "last_loss": last["loss"],
+            "last_val_loss": last["val"]})
+        clock["t"] = time.perf_counter()
+
+    if cfg.snapshot_every:
+        _tidy_snapshots(snap_dir, log)
 
     n_params = model.num_parameters()
     log(f"model: {cfg.preset} preset, {n_params:,} parameters, vocab {model.config.vocab_size}, "
@@ -308,6 +338,8 @@ def _train(run: Run, cfg, model, tokenizer, opt, data_rng, step, state, block, t
             clock["t"] = time.perf_counter()  # evaluation time is not training speed
 
     def after_step(s):
+        if cfg.snapshot_every and s % cfg.snapshot_every == 0:
+            snapshot(s)
         if s % cfg.ckpt_interval == 0 and s < cfg.steps:
             checkpoint(s)
             clock["t"] = time.perf_counter()
@@ -318,6 +350,8 @@ def _train(run: Run, cfg, model, tokenizer, opt, data_rng, step, state, block, t
             post["val"] = f"{last['val']:.3f}"
         return post
 
+    if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+        snapshot(step)  # resumed at a multiple of N (--snapshot-every added on --resume)
     run.start_progress(cfg.steps, step, "pretrain")
     model.train()
     status, step = run_loop(
@@ -325,9 +359,23 @@ def _train(run: Run, cfg, model, tokenizer, opt, data_rng, step, state, block, t
         after_step=after_step, postfix=postfix,
         hint=f"The last good checkpoint (if any) is kept in {ckpt_dir}. Try a lower --lr.")
     run.end_progress()
+    if cfg.snapshot_every and status == "completed":
+        snapshot(step)  # the last step, also when it is not a multiple of N
     checkpoint(step)
     if status == "interrupted":
         log(f"interrupted: checkpoint saved at step {step} in {ckpt_dir} (continue with --resume)")
     return {"status": status, "step": step, "loss": last["loss"], "val_loss": last["val"],
-            "out": str(out), "ckpt": str(ckpt_dir), "parameters": n_params, "model": model,
+            "out": str(out), "ckpt": str(ckpt_dir), "parameters": n_params,
+            "snapshots": str(snap_dir) if cfg.snapshot_every else None, "model": model,
             "tokenizer": tokenizer}
+
+
+def _tidy_snapshots(snap_dir: Path, log) -> None:
+    """What a killed snapshot save left in snapshots/ (checkpoint.clean_leftovers for each
+    step: a finished temporary becomes the snapshot, partial ones go)."""
+    if not snap_dir.is_dir():
+        return
+    names = {m.group(1) for p in snap_dir.iterdir()
+             if (m := re.fullmatch(r"\.(step-\d+)\.(?:tmp|old|trash).*", p.name))}
+    for name in sorted(names):
+        clean_leftovers(snap_dir, name, log)
