@@ -42,11 +42,21 @@ def _add_train_args(p: argparse.ArgumentParser, defaults) -> None:
                    help="model size: tiny, small, demo, gpt1")
     p.add_argument("--tokenizer", default=d.tokenizer, choices=["char", "bpe"])
     p.add_argument("--bpe-vocab-size", type=ranged("bpe_vocab_size"), default=d.bpe_vocab_size)
+    p.add_argument("--bpe-keep-case", action="store_true",
+                   help="BPE keeps capitals and accents (GPT-1's lowercases)")
+    p.add_argument("--bpe-keep-newlines", action="store_true",
+                   help="BPE makes each newline a token (GPT-1's reads it as a space)")
     p.add_argument("--steps", type=ranged("steps"), default=None,
                    help=f"optimizer updates (default {d.steps})")
     p.add_argument("--batch-size", type=ranged("batch_size"), default=d.batch_size)
     p.add_argument("--block-size", type=ranged("block_size"), default=d.block_size,
                    help="context length (default and maximum: the preset's n_ctx)")
+    p.add_argument("--n-layer", type=ranged("n_layer"), default=d.n_layer,
+                   help="override the preset's number of blocks")
+    p.add_argument("--n-embd", type=ranged("n_embd"), default=d.n_embd,
+                   help="override the preset's width (a multiple of the heads)")
+    p.add_argument("--n-head", type=ranged("n_head"), default=d.n_head,
+                   help="override the preset's attention heads")
     p.add_argument("--lr", type=ranged("lr"), default=d.lr, help="peak learning rate")
     p.add_argument("--warmup", type=ranged("warmup"), default=d.warmup,
                    help="linear warm-up updates, then cosine to 0")

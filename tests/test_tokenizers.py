@@ -152,6 +152,40 @@ def test_bpe_round_trip_keep_newlines_and_case(bpe_newlines, data):
     assert tok.normalize("A b\n\nC ,d \n") == "A b\n\nC , d\n"
 
 
+@pytest.fixture(scope="module")
+def cased_pair():
+    """Two BPEs trained on the same mixed-case text: one keeping case, one lowercasing."""
+    rng = np.random.default_rng(3)
+    text = "".join(c.upper() if rng.random() < 0.3 else c for c in _corpus(4_000, seed=2))
+    return (BPETokenizer.train(text, vocab_size=400, lowercase=False),
+            BPETokenizer.train(text, vocab_size=300, lowercase=True))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_bpe_keep_case_round_trip_and_lowercase_differs_only_in_case(cased_pair, data):
+    keep, low = cased_pair
+    chars = sorted({t for t in keep.get_vocab() if len(t) == 1 and t.isascii()})
+    assert any(c.isupper() for c in chars)
+    s = data.draw(st.text(alphabet=st.sampled_from(chars + [" ", "\n"]), max_size=120))
+    ids = keep.encode(s)
+    assert 0 not in ids
+    back = keep.decode(ids)
+    assert back == keep.normalize(s)
+    assert [c for c in back if c.isupper()] == [c for c in s if c.isupper()]  # capitals kept
+    lowered = low.decode(low.encode(s))
+    assert lowered == low.normalize(s) == back.lower()                      # only case differs
+
+
+def test_bpe_keep_case_saved_and_loaded(tmp_path, cased_pair):
+    keep, _ = cased_pair
+    keep.save(tmp_path)
+    text = "To Be, or NOT to be"
+    for back in (load_tokenizer(tmp_path), BPETokenizer.from_pretrained(tmp_path)):
+        assert not back.lowercase and back.encode(text) == keep.encode(text)
+        assert back.decode(back.encode(text)) == "To Be , or NOT to be"
+
+
 @SETTINGS
 @given(st.text(max_size=200))
 def test_bpe_unknown_characters_never_crash(bpe, s):
@@ -339,6 +373,8 @@ def test_from_pretrained_openai_layout(tmp_path, bpe):
         "#version 0.2 (any header)\n" + "".join(f"{a} {b}\n" for a, b in bpe.merges))
     tok = BPETokenizer.from_pretrained(tmp_path, special_tokens=GPT1_SPECIAL_TOKENS)
     assert tok.merges == bpe.merges
+    assert tok.lowercase and not tok.keep_newlines    # GPT-1's vocabulary: lowercased
+    assert tok.encode("To BE\nOr") == tok.encode("to be or")
     assert tok.special_ids == [bpe.vocab_size, bpe.vocab_size + 1, bpe.vocab_size + 2]
     text = _corpus(200, seed=7)
     assert tok.encode(text) == bpe.encode(text)

@@ -142,8 +142,17 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
     empty.write_text("")
     r = run_cli("pretrain", "--data", str(empty), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "empty" in r.stderr.lower()
-    r = run_cli("pretrain", "--snapshot-every", "0", "--out", str(tmp_path / "x"))
-    assert r.returncode == 2 and "--snapshot-every" in r.stderr and "Traceback" not in r.stderr
+    for args, words in [(["--snapshot-every", "0"], ["--snapshot-every"]),
+                        (["--bpe-keep-case"], ["--bpe-keep-case", "char tokenizer already"]),
+                        (["--bpe-keep-newlines"], ["--bpe-keep-newlines", "char"]),
+                        (["--n-embd", "30", "--n-head", "4"], ["divisible", "--n-head"]),
+                        (["--n-head", "3"], ["n_embd (128)", "tiny preset"]),
+                        (["--n-layer", "0"], ["--n-layer"])]:
+        r = run_cli("pretrain", *args, "--out", str(tmp_path / "x"))
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+        last = r.stderr.strip().splitlines()[-1]  # argparse prints the usage above it
+        assert last.startswith("minigpt pretrain: error:") and all(w in last for w in words), last
+    assert not (tmp_path / "x").exists()  # refused before the run folder is touched
 
 
 def test_cli_demo_smoke(tmp_path):
@@ -251,3 +260,49 @@ def test_snapshot_every_added_on_resume(text_file, tmp_path, monkeypatch):
 def test_snapshot_every_must_be_a_positive_int(bad, tmp_path):
     with pytest.raises(ValueError, match="snapshot_every"):
         TrainConfig(snapshot_every=bad, out=str(tmp_path / "x"))
+
+
+def test_keep_case_bpe_run_reloads_with_its_tokenizer(tmp_path):
+    """A BPE that keeps capitals and newlines, on a 1-layer, 32-wide model: the checkpoint,
+    a snapshot, --resume, `minigpt sample` and fine-tuning's --init all get it back."""
+    from minigpt.training import load_base
+    rng = np.random.default_rng(1)
+    words = ["To", "be", "or", "NOT", "that", "Is", "the", "question", "Whether", "tis"]
+    text = "\n".join(" ".join(rng.choice(words, size=rng.integers(2, 7))) for _ in range(600))
+    data = tmp_path / "cased.txt"
+    data.write_text(text + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    cfg = tiny_cfg(data, out, tokenizer="bpe", bpe_vocab_size=80, bpe_keep_case=True,
+                   bpe_keep_newlines=True, n_layer=1, n_embd=32, n_head=2, steps=3,
+                   snapshot_every=2)
+    pretrain(cfg, progress=False)
+    prompt = "To be\nor NOT"
+    for where in (out, out / "snapshots" / "step-000002"):
+        model, tok, state = load_checkpoint(where)
+        assert (model.config.n_layer, model.config.n_embd, model.config.n_head) == (1, 32, 2)
+        assert not tok.lowercase and tok.keep_newlines and state["train_config"]["bpe_keep_case"]
+        assert tok.decode(tok.encode(prompt)) == prompt
+        _, base_tok = load_base(where)                       # what `finetune --init` uses
+        assert not base_tok.lowercase and base_tok.keep_newlines
+
+    resumed = pretrain(tiny_cfg(data, out, steps=5), resume=True, progress=False)
+    assert resumed["step"] == 5
+    model, tok, state = load_checkpoint(out)
+    assert not tok.lowercase and tok.keep_newlines and model.config.n_layer == 1
+    assert state["train_config"]["bpe_keep_newlines"] and state["train_config"]["n_embd"] == 32
+
+    r = run_cli("sample", "--ckpt", str(out), "--prompt", prompt, "--max-new-tokens", "3",
+                "--temperature", "0")
+    assert r.returncode == 0 and r.stdout.startswith(prompt), r.stderr
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(bpe_keep_case=True), "bpe_keep_case.*char tokenizer already"),
+    (dict(bpe_keep_newlines=True), "bpe_keep_newlines.*char tokenizer already"),
+    (dict(n_embd=30, n_head=4), "divisible.*tiny preset"),
+    (dict(n_layer=0), "n_layer")])
+def test_train_config_refuses_bad_tokenizer_and_size_options(kw, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(tokenizer="char", out=str(tmp_path / "x"), **kw)
+    if "n_embd" in kw:  # allowed when the sizes fit, for either tokenizer
+        TrainConfig(tokenizer="bpe", bpe_keep_case=True, n_embd=32, n_head=4)

@@ -90,10 +90,22 @@ class TrainConfig:
         check_fields(self, TRAIN_RULES)
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"unknown tokenizer {self.tokenizer!r}: expected 'char' or 'bpe'")
-        n_ctx = GPTConfig.preset(self.preset).n_ctx  # ValueError naming the presets if unknown
+        if self.tokenizer == "char":
+            for name in ("bpe_keep_case", "bpe_keep_newlines"):
+                if getattr(self, name):
+                    raise ValueError(f"{name} (--{name.replace('_', '-')}) is an option of the "
+                                     "BPE tokenizer (--tokenizer bpe): the char tokenizer "
+                                     "already keeps every character, capitals and newlines")
+        base = GPTConfig.preset(self.preset)  # ValueError naming the presets if unknown
+        n_ctx = base.n_ctx
         sizes = {k: getattr(self, k) for k in ("n_layer", "n_embd", "n_head")
                  if getattr(self, k) is not None}
-        GPTConfig.preset(self.preset, **sizes)  # ValueError if n_embd is not a multiple of n_head
+        try:
+            GPTConfig.preset(self.preset, **sizes)
+        except ValueError as e:  # n_embd not a multiple of n_head
+            raise ValueError(f"{e}; the {self.preset} preset has n_embd={base.n_embd}, "
+                             f"n_head={base.n_head}: choose n_embd (--n-embd) a multiple of "
+                             "n_head (--n-head)") from None
         if self.block_size is not None and self.block_size > n_ctx:
             raise ValueError(f"block_size {self.block_size} is above the {self.preset} preset's "
                              f"context n_ctx={n_ctx}; use at most {n_ctx}")
