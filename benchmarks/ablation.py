@@ -236,34 +236,76 @@ def majority(task, train, test, labels):
     return {"accuracy": float(np.mean([e.label == top for e in test]))}
 
 
-def lm_zero_shot_choice(init, examples) -> float:
-    """Accuracy of the pretrained LM scoring each choice by the summed log-probability of its
-    tokens after the context's (no special tokens, no training): is the knowledge there?"""
+# ----------------------------------------------------------------------------- zero-shot
+
+def continuation_logprobs(model, tok, context_ids, continuations):
+    """For each continuation (a list of token ids): (sum of log p(token | everything before),
+    number of tokens) under the language model, after `context_ids`. One padded batch."""
     from minigpt.autograd import no_grad
-    from minigpt.training import load_checkpoint
     from minigpt.functional import log_softmax
-    model, tok, _ = load_checkpoint(init)
-    model.eval()
+    lengths = [len(context_ids) + len(c) for c in continuations]
+    idx = np.zeros((len(continuations), max(lengths)), dtype=np.int64)      # (K, T)
+    mask = np.zeros_like(idx)
+    for k, c in enumerate(continuations):
+        idx[k, :lengths[k]] = list(context_ids) + list(c)
+        mask[k, :lengths[k]] = 1
+    with no_grad():
+        lp = log_softmax(model(idx, mask)).data                               # (K, T, V)
+    out = []
+    for k, c in enumerate(continuations):
+        pos = np.arange(len(context_ids) - 1, len(context_ids) + len(c) - 1)  # predicts c
+        out.append((float(lp[k, pos, c].sum()), len(c)))
+    return out
+
+
+def zero_shot_choice(model, tok, examples) -> float:
+    """The paper's zero-shot heuristic for multiple choice (its Figure 2, right): the choice of
+    highest *average* log-likelihood per token, conditioned on the context. No training."""
     half = model.config.n_ctx // 2
     correct = 0
-    with no_grad():
-        for e in examples:
-            ctx = tok.encode(e.text)[-half:]
-            answers = [tok.encode(c)[:half] for c in e.choices]
-            T_ = max(len(ctx) + len(a) for a in answers)
-            idx = np.zeros((len(answers), T_), dtype=np.int64)
-            mask = np.zeros_like(idx)
-            for k, a in enumerate(answers):
-                idx[k, :len(ctx) + len(a)] = ctx + a
-                mask[k, :len(ctx) + len(a)] = 1
-            lp = log_softmax(model(idx, mask)).data
-            scores = [lp[k, np.arange(len(ctx) - 1, len(ctx) + len(a) - 1), a].sum()
-                      for k, a in enumerate(answers)]
-            correct += int(np.argmax(scores) == e.label)
+    for e in examples:
+        ctx = tok.encode(e.text)[-half:]
+        scored = continuation_logprobs(model, tok, ctx, [tok.encode(" " + c)[:half] for c in e.choices])
+        correct += int(np.argmax([s / max(n, 1) for s, n in scored]) == e.label)
     return correct / max(len(examples), 1)
 
 
-# ----------------------------------------------------------------------------- the table
+# sentiment by prompting (the paper's SST-2 heuristic: append a word and compare the LM's
+# probability of two label words). Prompt and words chosen on the dev split (--dev), never test.
+SENTIMENT_PROMPT = " It is very"
+SENTIMENT_WORDS = {"fresh": " good", "rotten": " bad"}
+
+
+def zero_shot_sentiment(model, tok, examples, prompt=SENTIMENT_PROMPT, words=SENTIMENT_WORDS) -> float:
+    """Accuracy of choosing the label whose word the LM finds more likely after text + prompt,
+    calibrated by the same comparison after the prompt alone (so a word the model simply prefers
+    everywhere does not decide every example)."""
+    labels = list(words)
+    conts = [tok.encode(words[k]) for k in labels]
+    half = model.config.n_ctx - 1 - max(len(c) for c in conts)
+
+    def margin(text):
+        ctx = tok.encode(text + prompt)[-half:]
+        (a, _), (b, _) = continuation_logprobs(model, tok, ctx, conts)
+        return a - b
+    bias = margin("")
+    correct = sum(int(labels[0 if margin(e.text) > bias else 1] == e.label) for e in examples)
+    return correct / max(len(examples), 1)
+
+
+def zero_shot(init, name, test) -> float | None:
+    """The base LM's own score on a task without any fine-tuning (None: no zero-shot form)."""
+    from minigpt.training import load_checkpoint
+    model, tok, _ = load_checkpoint(init)
+    model.eval()
+    if name == "shakespeare_next_speech":
+        return zero_shot_choice(model, tok, test)
+    if name == "rotten_tomatoes":
+        return zero_shot_sentiment(model, tok, test)
+    return None
+
+
+# ----------------------------------------------------------------------------- experiments
 
 def fmt(values):
     values = [100 * v for v in values]
@@ -271,6 +313,113 @@ def fmt(values):
         return f"{values[0]:.1f}"
     return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
 
+
+def task_split(name, dev=False, quick=False):
+    """(task, metric, data with train/test replaced by the fixed subsets). With dev=True the
+    "test" examples are held out of the training split (for choosing settings)."""
+    task, metric, n_train, n_test = TASKS[name]
+    if quick:
+        n_train, n_test = 64, 64
+    data = T.BUILTIN[name][1]()
+    if dev:
+        order = np.random.default_rng(1).permutation(len(data.train))
+        train = [data.train[i] for i in sorted(order[:n_train])]
+        test = [data.train[i] for i in sorted(order[n_train:n_train + n_test])]
+    else:
+        train, test = _subset(data.train, n_train), _subset(data.test, n_test)
+    return task, metric, dataclasses.replace(data, train=train, test=test), len(data.train), len(data.test)
+
+
+def baselines(task, metric, data):
+    train, test = data.train, data.test
+    row = {"majority class": [majority(task, train, test, data.labels)[metric]]}
+    if task == "classify":
+        row["bag-of-words LR"] = [bow_classify(train, test, data.labels)[metric]]
+    elif task == "choice":
+        row["bag-of-words LR"] = [bow_choice(train, test)[metric]]
+    else:
+        row["bag-of-words LR"] = [bow_tag(train, test, data.labels)[metric]]
+    return row
+
+
+def finetune_score(init, task, metric, name, data, pretrained, lm_coef, seed, log):
+    cfg = FinetuneConfig(task=task, data=name, init=str(init), out=None, lm_coef=lm_coef,
+                         seed=seed, pretrained=pretrained, **FINETUNE)
+    s = finetune(cfg, progress=False, log=lambda m: None, data=data, save=False)
+    log(f"    seed {seed}: {metric} {100 * s['metrics'][metric]:5.1f} ({s['step']} updates, "
+        f"{s['seconds']:.0f} s, last task loss {s['last'].get('task_loss', float('nan')):.3f})")
+    return s["metrics"][metric]
+
+
+def verdicts(results):
+    """One line per task: is pretrained + aux ahead of no pretraining by more than the seed
+    spread, and ahead of bag-of-words by more than its own seed std?"""
+    out = []
+    for name, r in results.items():
+        a = np.array(r["scores"]["pretrained + aux LM"])
+        c = np.array(r["scores"]["no pretraining"])
+        bow = r["scores"]["bag-of-words LR"][0]
+        if len(a) < 2:
+            continue
+        gap, spread = 100 * (a.mean() - c.mean()), 100 * (a.std(ddof=1) + c.std(ddof=1))
+        gap_bow, std_a = 100 * (a.mean() - bow), 100 * a.std(ddof=1)
+        out.append(f"{name}: pretrained + aux LM vs no pretraining {gap:+.1f} points (seed "
+                   f"spread, sum of the two std: {spread:.1f}): "
+                   f"{'AHEAD' if gap > spread else 'NOT ahead'}; vs bag-of-words {gap_bow:+.1f} "
+                   f"(its std {std_a:.1f}): {'AHEAD' if gap_bow > std_a else 'NOT ahead'}")
+    return out
+
+
+def snapshots(base: Path):
+    """[(step, checkpoint dir)] of the base run's snapshots, by step."""
+    from minigpt.training.pretrain import SNAPSHOTS
+    found = []
+    for d in sorted((base / SNAPSHOTS).glob("step-*")):
+        if (d / "state.json").is_file():
+            found.append((json.loads((d / "state.json").read_text())["step"], d))
+    return sorted(found)
+
+
+def plot_curve(curve, path: Path, title: str) -> Path | None:
+    """Fine-tuned score (left) and the base's zero-shot score (right) against pretraining steps."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    for name, pts in curve["finetuned"].items():
+        steps = [p["step"] for p in pts]
+        mean = [100 * np.mean(p["scores"]) for p in pts]
+        std = [100 * np.std(p["scores"], ddof=1) if len(p["scores"]) > 1 else 0 for p in pts]
+        ax1.errorbar(steps, mean, yerr=std, marker="o", capsize=3,
+                     label=f"{name} ({TASKS[name][1]})")
+        if name in curve.get("bag-of-words", {}):
+            ax1.axhline(100 * curve["bag-of-words"][name], ls=":", lw=1,
+                        color=ax1.lines[-1].get_color())
+    ax1.set_xlabel("pretraining steps (0: no pretraining)")
+    ax1.set_ylabel("fine-tuned score, % (dotted: bag-of-words)")
+    ax1.set_title("fine-tuned from the base at each step")
+    for name, pts in curve["zero_shot"].items():
+        ax2.plot([p["step"] for p in pts], [100 * p["score"] for p in pts], marker="o",
+                 label=f"{name} (accuracy)")
+    for name, chance in curve.get("chance", {}).items():
+        ax2.axhline(100 * chance, ls=":", lw=1, color="gray")
+    ax2.set_xlabel("pretraining steps")
+    ax2.set_ylabel("zero-shot accuracy, % (dotted: chance)")
+    ax2.set_title("the base LM alone, no fine-tuning")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- main
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -280,18 +429,29 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated data sets")
     ap.add_argument("--base-steps", type=int, default=BASE["steps"])
+    ap.add_argument("--curve", action="store_true",
+                    help="instead of the table: fine-tune (pretrained + aux LM) from the base's "
+                         "snapshots and plot the score against pretraining steps")
+    ap.add_argument("--curve-seeds", type=int, default=2, help="seeds per point of --curve")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
     ap.add_argument("--dev", action="store_true",
                     help="evaluate on examples held out of the training split instead of the "
                          "test split (to check settings without looking at the test split)")
     args = ap.parse_args(argv)
+    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    for name in names:
+        if name not in TASKS:
+            raise SystemExit(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    if args.curve and args.init:
+        raise SystemExit("--curve uses the cached base's snapshots; it does not take --init")
 
     t_start = time.perf_counter()
     runs = Path(args.runs)
-    out = Path(args.out) if args.out else runs / "ablation"
+    out = Path(args.out) if args.out else runs / ("ablation-curve" if args.curve else "ablation")
+    if args.dev:
+        out = out.with_name(out.name + "-dev")
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "log.txt"
-    log_file = log_path.open("w", encoding="utf-8")
+    log_file = (out / "log.txt").open("w", encoding="utf-8")
 
     def log(msg=""):
         print(msg, flush=True)
@@ -302,100 +462,107 @@ def main(argv=None) -> int:
     machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} "
                f"{platform.release()}, Python {platform.python_version()}, NumPy {np.__version__}")
     command = "python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    log(f"minigpt ablation, started {started:%Y-%m-%d %H:%M %Z}; machine: {machine}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    log(f"minigpt ablation, started {started:%Y-%m-%d %H:%M %Z}; machine: {machine}; "
+        f"load average {load:.2f}")
     log(f"command: {command.strip()}")
     if args.dev:
         log("DEV MODE: scores are on examples held out of the training split, not the test split")
 
     base = dict(BASE, steps=args.base_steps)
     if args.quick:
-        base.update(steps=30, eval_interval=30, ckpt_interval=30)
+        base.update(steps=30, eval_interval=30, ckpt_interval=30, snapshot_every=15)
     init = Path(args.init) if args.init else pretrained_base(runs, base, log)
     t_base = time.perf_counter() - t_start
-    lr = FINETUNE["lr"]
     log(f"fine-tuning: {FINETUNE}")
+    if args.curve:
+        return _curve(args, names, init, base, out, log, log_file, started, machine, command)
 
-    results = {}
-    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    results, diagnostics = {}, {}
     for name in names:
-        if name not in TASKS:
-            raise SystemExit(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
-        task, metric, n_train, n_test = TASKS[name]
-        if args.quick:
-            n_train, n_test = 64, 64
-        data = T.BUILTIN[name][1]()
-        if args.dev:  # held-out part of the training split: for checking settings, not reporting
-            order = np.random.default_rng(1).permutation(len(data.train))
-            train = [data.train[i] for i in sorted(order[:n_train])]
-            test = [data.train[i] for i in sorted(order[n_train:n_train + n_test])]
-        else:
-            train = _subset(data.train, n_train)
-            test = _subset(data.test, n_test)
-        log(f"\n== {name} [{task}]: {len(train)} training / {len(test)} test examples "
-            f"(fixed subsets of {len(data.train)} / {len(data.test)}); metric: {metric}")
-        row = {}
+        task, metric, data, n_all_train, n_all_test = task_split(name, args.dev, args.quick)
+        log(f"\n== {name} [{task}]: {len(data.train)} training / {len(data.test)} test examples "
+            f"(fixed subsets of {n_all_train} / {n_all_test}); metric: {metric}")
         t0 = time.perf_counter()
-        row["majority class"] = [majority(task, train, test, data.labels)[metric]]
-        if task == "classify":
-            row["bag-of-words LR"] = [bow_classify(train, test, data.labels)[metric]]
-        elif task == "choice":
-            row["bag-of-words LR"] = [bow_choice(train, test)[metric]]
-        else:
-            row["bag-of-words LR"] = [bow_tag(train, test, data.labels)[metric]]
+        row = baselines(task, metric, data)
         log(f"baselines ({time.perf_counter() - t0:.0f} s): majority {fmt(row['majority class'])}, "
             f"bag-of-words LR {fmt(row['bag-of-words LR'])}")
-        if task == "choice":  # does the base LM itself know the next speech? (a diagnostic)
-            zs = lm_zero_shot_choice(init, test)
-            results.setdefault("diagnostics", {})[name] = {"base LM zero-shot accuracy": zs}
-            log(f"diagnostic: the base LM alone, choosing the ending of highest log-probability "
-                f"after the context (no fine-tuning): accuracy {100 * zs:.1f}")
-        sub = dataclasses.replace(data, train=train, test=test)
+        zs = zero_shot(init, name, data.test)
+        if zs is not None:
+            diagnostics[name] = zs
+            log(f"zero-shot (the base LM alone, no fine-tuning): accuracy {100 * zs:.1f}")
         for cond, (pretrained, lm_coef) in CONDITIONS.items():
-            row[cond] = []
-            for seed in range(args.seeds):
-                cfg = FinetuneConfig(task=task, data=name, init=str(init), out=None,
-                                     lm_coef=lm_coef, seed=seed, pretrained=pretrained,
-                                     **FINETUNE)
-                s = finetune(cfg, progress=False, log=lambda m: None, data=sub, save=False)
-                row[cond].append(s["metrics"][metric])
-                log(f"  {cond:22s} seed {seed}: {metric} {100 * s['metrics'][metric]:5.1f} "
-                    f"({s['step']} updates, {s['seconds']:.0f} s, last task loss "
-                    f"{s['last'].get('task_loss', float('nan')):.3f})")
+            log(f"  {cond}")
+            row[cond] = [finetune_score(init, task, metric, name, data, pretrained, lm_coef, seed, log)
+                         for seed in range(args.seeds)]
             log(f"  {cond:22s} {fmt(row[cond])}")
-        results[name] = {"task": task, "metric": metric, "train": len(train), "test": len(test),
-                         "scores": row}
+        results[name] = {"task": task, "metric": metric, "train": len(data.train),
+                         "test": len(data.test), "scores": row}
 
-    # the table
     cols = ["majority class", "bag-of-words LR"] + list(CONDITIONS)
-    lines = [f"| task (metric, train/test) | " + " | ".join(cols) + " |",
-             "|" + "---|" * (len(cols) + 1)]
-    verdicts = []
+    lines = ["| task (metric, train/test) | " + " | ".join(cols) + " | base LM zero-shot |",
+             "|" + "---|" * (len(cols) + 2)]
     for name, r in results.items():
-        if name == "diagnostics":
-            continue
         cells = [fmt(r["scores"][c]) for c in cols]
-        lines.append(f"| {name} ({r['metric']}, {r['train']}/{r['test']}) | " + " | ".join(cells) + " |")
-        a, c = np.array(r["scores"]["pretrained + aux LM"]), np.array(r["scores"]["no pretraining"])
-        if len(a) > 1:
-            gap = 100 * (a.mean() - c.mean())
-            spread = 100 * (a.std(ddof=1) + c.std(ddof=1))
-            ok = gap > spread
-            verdicts.append(f"{name}: pretraining {'beats' if ok else 'does NOT beat'} no "
-                            f"pretraining by {gap:+.1f} points (seed spread, sum of the two std: "
-                            f"{spread:.1f})")
+        zs = f"{100 * diagnostics[name]:.1f}" if name in diagnostics else "-"
+        lines.append(f"| {name} ({r['metric']}, {r['train']}/{r['test']}) | " + " | ".join(cells)
+                     + f" | {zs} |")
+    said = verdicts(results)
     minutes = (time.perf_counter() - t_start) / 60
     log("\n" + "\n".join(lines))
-    log(f"\nmean ± std over {args.seeds} seeds (std with ddof=1), in percent; baselines are "
-        f"deterministic. Base model: {init} ({t_base / 60:.1f} min to pretrain or load).")
-    for v in verdicts:
+    log(f"\nmean ± std over {args.seeds} seeds (std with ddof=1), in percent; baselines and "
+        f"zero-shot are deterministic. Base model: {init} ({t_base / 60:.1f} min to pretrain or "
+        f"load).")
+    for v in said:
         log(v)
     log(f"finished {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {minutes:.1f} min "
         f"in all; machine: {machine}")
     (out / "results.json").write_text(json.dumps({
         "started": started.isoformat(), "machine": machine, "command": command.strip(),
         "minutes": minutes, "base": str(init), "base_config": base, "finetune": FINETUNE,
-        "lr": lr, "results": results, "table": lines, "verdicts": verdicts}, indent=2))
+        "results": results, "zero_shot": diagnostics, "table": lines, "verdicts": said},
+        indent=2))
     (out / "table.md").write_text("\n".join(lines) + "\n")
+    log_file.close()
+    return 0
+
+
+def _curve(args, names, init, base, out, log, log_file, started, machine, command) -> int:
+    """Fine-tuned and zero-shot scores from the base's snapshots (and step 0 = no pretraining)."""
+    snaps = snapshots(init)
+    if not snaps:
+        raise SystemExit(f"{init} has no snapshots/ (pretrain with snapshot_every)")
+    log(f"snapshots at steps {[s for s, _ in snaps]}")
+    curve = {"finetuned": {}, "zero_shot": {}, "bag-of-words": {}, "chance": {}}
+    for name in names:
+        task, metric, data, _, _ = task_split(name, args.dev, args.quick)
+        log(f"\n== {name} [{task}] {metric}")
+        curve["bag-of-words"][name] = baselines(task, metric, data)["bag-of-words LR"][0]
+        pts = [{"step": 0, "scores": [
+            finetune_score(init, task, metric, name, data, False, 0.5, seed, log)
+            for seed in range(args.curve_seeds)]}]
+        for step, d in snaps:
+            log(f"  step {step}")
+            pts.append({"step": step, "scores": [
+                finetune_score(d, task, metric, name, data, True, 0.5, seed, log)
+                for seed in range(args.curve_seeds)]})
+        curve["finetuned"][name] = pts
+        if zero_shot(snaps[-1][1], name, data.test[:2]) is not None:
+            curve["zero_shot"][name] = [{"step": step, "score": zero_shot(d, name, data.test)}
+                                        for step, d in snaps]
+            curve["chance"][name] = 1 / len(data.labels)
+            log("  zero-shot: " + ", ".join(f"step {p['step']} {100 * p['score']:.1f}"
+                                            for p in curve["zero_shot"][name]))
+    (out / "curve.json").write_text(json.dumps({
+        "started": started.isoformat(), "machine": machine, "command": command.strip(),
+        "base": str(init), "base_config": base, "finetune": FINETUNE, "seeds": args.curve_seeds,
+        "curve": curve}, indent=2))
+    png = plot_curve(curve, out / "curve.png",
+                     f"minigpt: fine-tuned and zero-shot scores vs pretraining steps "
+                     f"({started:%Y-%m-%d}, {'dev split' if args.dev else 'test subsets'})")
+    log(f"wrote {out / 'curve.json'}" + (f" and {png}" if png else " (no matplotlib: no plot)"))
+    now = datetime.datetime.now().astimezone()
+    log(f"finished {now:%Y-%m-%d %H:%M %Z}, {(now - started).total_seconds() / 60:.1f} min in all")
     log_file.close()
     return 0
 
