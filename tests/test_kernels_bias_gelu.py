@@ -6,7 +6,7 @@
 2. The kernels on the CPU (tools/cuda_emu, AddressSanitizer): y, dx and db against the float64
    twin for rows not a multiple of the 64-row chunk, columns not a multiple of the 64-column
    strip, no bias, N-D inputs; every output poisoned with NaN first; db bit-identical across
-   runs (no atomics).
+   runs (no atomics); ThreadSanitizer over the shared-memory db partial sums.
 3. FusedGELU / FusedLinearGELU (the "cuda" gelu and linear_gelu) through the emulator against
    the reference ops' outputs and gradients.
 """
@@ -134,6 +134,21 @@ def test_emulated_db_is_deterministic(emu):
         again = G.bias_gelu_backward(g, x, b)
     for a, c in zip(first, again):
         assert np.array_equal(a, c)
+
+
+@requires_gxx
+def test_emulated_db_partial_sums_have_no_data_race():
+    """ThreadSanitizer over bias_gelu_bwd's column sums in shared memory: a missing or misplaced
+    barrier between the row lanes' writes and the fixed-order sum is reported as a race."""
+    tsan = emulate.EmulatedKernels(sanitizer="thread")
+    rng = np.random.default_rng(6)
+    x, g = (rng.standard_normal((70, 72)).astype(np.float32) for _ in range(2))
+    b = rng.standard_normal(72).astype(np.float32)
+    with L.kernel_provider(tsan):
+        dx, db = G.bias_gelu_backward(g, x, b)
+    _, db_ref = G.bias_gelu_backward_reference(g.astype(np.float64), x.astype(np.float64),
+                                               b.astype(np.float64))
+    np.testing.assert_allclose(db, db_ref, rtol=1e-5, atol=1e-5)
 
 
 # ---- 3. the autograd Functions -----------------------------------------------------------------
