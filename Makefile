@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: venv test demo bench ablation gpu-check kernels-check tutorials clean
+.PHONY: venv test demo bench ablation ablation-curve gpu-check kernels-check tutorials clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: $(STAMP)
 
 ablation: $(STAMP)
 	$(PY) benchmarks/ablation.py
+
+# fine-tuned and zero-shot scores from the (cached) base's snapshots, plotted against steps
+ablation-curve: $(STAMP)
+	$(PY) benchmarks/ablation.py --curve
 
 # compile every CUDA kernel for Hopper and Ampere; fails on any register spill
 kernels-check:
