@@ -58,7 +58,7 @@ CONDITIONS = {  # name -> (pretrained, lm_coef)
 # (the `small` preset's n_ctx, so that a next-speech context and answer each keep 62 tokens),
 # a 2000-token BPE that keeps capitals (names are capitalised; GPT-1's lowercasing BPE hid
 # them), 4000 steps of 16 x 128 tokens (8.2M tokens, ~4.6 passes over the corpus) at lr 1e-3.
-# How these were chosen (benchmarks/NOTES.md, "issue 16"): a dev-split sweep (`--dev`) of a
+# How these were chosen (benchmarks/ablation_sweep.md): a dev-split sweep (`--dev`) of a
 # 64-context twin with snapshots every 500 steps; name-tagging F1 rose with steps (71.7 at
 # 500, 74.8 at 1000, 75.2 at 2500; validation loss still falling at 3000), sentiment did not
 # (61.8 / 60.9 / 59.4), and next-speech stayed at chance after fine-tuning while the LM's own
@@ -538,18 +538,34 @@ def _curve(args, names, init, base, out, log, log_file, started, machine, comman
     if not snaps:
         raise SystemExit(f"{init} has no snapshots/ (pretrain with snapshot_every)")
     log(f"snapshots at steps {[s for s, _ in snaps]}")
+    # the table's run of the same base already has step 0 (no pretraining) and the last step
+    # (pretrained + aux LM, the base itself): reuse its scores instead of fine-tuning again
+    table = Path(args.runs) / ("ablation-dev" if args.dev else "ablation") / "results.json"
+    done = {}
+    if table.is_file() and not args.quick:
+        saved = json.loads(table.read_text())
+        if saved.get("base") == str(init) and saved.get("finetune") == FINETUNE:
+            done = saved["results"]
+            log(f"reusing step 0 and step {base['steps']} from {table}")
     curve = {"finetuned": {}, "zero_shot": {}, "bag-of-words": {}, "chance": {}}
     for name in names:
         task, metric, data, _, _ = task_split(name, args.dev, args.quick)
         log(f"\n== {name} [{task}] {metric}")
-        curve["bag-of-words"][name] = baselines(task, metric, data)["bag-of-words LR"][0]
-        pts = [{"step": 0, "scores": [
-            finetune_score(init, task, metric, name, data, False, 0.5, seed, log)
-            for seed in range(args.curve_seeds)]}]
-        for step, d in snaps:
+        reuse = done.get(name, {}).get("scores")
+        if reuse:
+            curve["bag-of-words"][name] = reuse["bag-of-words LR"][0]
+        else:
+            curve["bag-of-words"][name] = baselines(task, metric, data)["bag-of-words LR"][0]
+        pts = []
+        for step, d in [(0, init)] + snaps:
+            pretrained = step > 0
+            cond = "pretrained + aux LM" if pretrained else "no pretraining"
+            if reuse and (step == 0 or (d == snaps[-1][1] and step == base["steps"])):
+                pts.append({"step": step, "scores": reuse[cond], "reused": True})
+                continue
             log(f"  step {step}")
             pts.append({"step": step, "scores": [
-                finetune_score(d, task, metric, name, data, True, 0.5, seed, log)
+                finetune_score(d, task, metric, name, data, pretrained, 0.5, seed, log)
                 for seed in range(args.curve_seeds)]})
         curve["finetuned"][name] = pts
         if zero_shot(snaps[-1][1], name, data.test[:2]) is not None:
