@@ -51,16 +51,39 @@ def test_continuation_logprobs_equal_one_sequence_at_a_time(ablation, lm):
     assert len({round(t, 6) for t, _ in got}) == 3  # three different numbers, not one repeated
 
 
-def test_zero_shot_choice_picks_the_highest_mean_log_likelihood(ablation, lm):
+@pytest.mark.parametrize("score", ["mean", "pmi"])
+def test_zero_shot_choice_picks_the_best_scoring_choice(ablation, lm, score):
+    """mean: highest average log-likelihood after the context (the paper's); pmi: the largest
+    log p(answer | context) - log p(answer | ".")."""
     model, tok = lm
     choices = ("very good .", "bad", "my lord ROMEO : the film")
     ctx = tok.encode("It is")
-    scored = ablation.continuation_logprobs(model, tok, ctx, [tok.encode(" " + c) for c in choices])
-    best = int(np.argmax([s / n for s, n in scored]))
+    answers = [tok.encode(" " + c) for c in choices]
+    scored = ablation.continuation_logprobs(model, tok, ctx, answers)
+    alone = ablation.continuation_logprobs(model, tok, tok.encode("."), answers)
+    values = ([s / n for s, n in scored] if score == "mean"
+              else [s - a for (s, _), (a, _) in zip(scored, alone)])
+    best = int(np.argmax(values))
     examples = [Example(text="It is", choices=choices, label=k) for k in range(3)]
     # exactly the example whose label is the best-scoring choice is right: 1 of 3
-    assert ablation.zero_shot_choice(model, tok, examples) == pytest.approx(1 / 3)
-    assert ablation.zero_shot_choice(model, tok, [examples[best]]) == 1.0
+    assert ablation.zero_shot_choice(model, tok, examples, score) == pytest.approx(1 / 3)
+    assert ablation.zero_shot_choice(model, tok, [examples[best]], score) == 1.0
+
+
+def test_the_two_choice_scores_can_disagree(ablation, lm):
+    """The scores are really different rules: on some example they pick different choices."""
+    model, tok = lm
+    rng = np.random.default_rng(0)
+    words = ["It", "is", "very", "good", "bad", "the", "film", "ROMEO", ":", "my", "lord", "."]
+    examples = [Example(text=" ".join(rng.choice(words, 5)),
+                        choices=tuple(" ".join(rng.choice(words, int(rng.integers(1, 8)))) for _ in range(4)),
+                        label=0) for _ in range(30)]
+    picks = {}
+    for score in ("mean", "pmi"):
+        picks[score] = [next(k for k in range(4) if ablation.zero_shot_choice(
+            model, tok, [Example(text=e.text, choices=e.choices, label=k)], score) == 1.0)
+            for e in examples]
+    assert picks["mean"] != picks["pmi"]
 
 
 def test_zero_shot_sentiment_is_calibrated_by_the_prompt_alone(ablation, lm):
