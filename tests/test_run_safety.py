@@ -22,7 +22,7 @@ from minigpt.tokenizers import BPETokenizer
 from minigpt.training import (CheckpointError, FinetuneConfig, TrainConfig, TrainingError,
                               clean_leftovers, finetune, load_checkpoint, plot_losses, pretrain,
                               read_metrics, save_checkpoint)
-from minigpt.training.checkpoint import CRASH_ENV, CRASH_EXIT_CODE
+from minigpt.training.checkpoint import CRASH_ENV, CRASH_EXIT_CODE, find_checkpoint
 from minigpt.training.loop import LOCK_FILE, PREVIOUS_RUN, RunDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +132,7 @@ def _nan_at(monkeypatch, n):
 def test_force_replaces_the_old_run_only_after_the_first_new_checkpoint(tmp_path, corpus,
                                                                        monkeypatch):
     """A --force run that fails before its first checkpoint puts the old run back; one that
-    reaches it deletes the old run."""
+    reaches it moves the old run beside the folder (old.replaced-<date-time>/), never deletes it."""
     old = precious_run(tmp_path / "old")
     _nan_at(monkeypatch, 1)
     with pytest.raises(TrainingError, match="step 1"):
@@ -140,9 +140,19 @@ def test_force_replaces_the_old_run_only_after_the_first_new_checkpoint(tmp_path
     assert_intact(old)
     assert read_metrics(old / "metrics.jsonl") == [{"step": 1, "loss": 3.0}]
     monkeypatch.undo()
-    pretrain(tiny(corpus, old), force=True, progress=False, log=quiet)
+    logs = []
+    pretrain(tiny(corpus, old), force=True, progress=False, log=logs.append)
     assert not (old / "notes.txt").exists() and not (old / PREVIOUS_RUN).exists()
     assert load_checkpoint(old)[2]["step"] == 6
+    kept = sorted(tmp_path.glob("old.replaced-*"))
+    assert len(kept) == 1 and any(str(kept[0]) in m for m in logs), (kept, logs)
+    assert_intact(kept[0])                                    # the user's files, all of them
+    assert read_metrics(kept[0] / "metrics.jsonl") == [{"step": 1, "loss": 3.0}]
+    # a second --force keeps the first new run too, under another name
+    pretrain(tiny(corpus, old), force=True, progress=False, log=quiet)
+    kept = sorted(tmp_path.glob("old.replaced-*"))
+    assert len(kept) == 2 and sum((k / "notes.txt").exists() for k in kept) == 1
+    assert any(find_checkpoint(k) is not None for k in kept)
 
 
 def test_a_killed_force_start_is_undone_by_the_next_start(tmp_path, corpus):
@@ -509,3 +519,22 @@ def test_killed_pretrain_always_leaves_a_loadable_checkpoint_and_resumes_exactly
                      for row in read_metrics(ref / "metrics.jsonl")]
     assert sorted(p.name for p in out.iterdir()) == ["ckpt", "loss.png", "metrics.jsonl"]
     assert len(seen) > 10 and seen[-1] > seen[1]
+
+
+def test_a_force_start_killed_after_its_first_checkpoint_keeps_both_runs(tmp_path, corpus):
+    """Killed between the new run's first checkpoint and moving the old run out: the next start
+    keeps the new run in the folder and the old one beside it, deleting neither."""
+    old = tmp_path / "old"
+    pretrain(tiny(corpus, old), progress=False, log=quiet)   # the new run, with its checkpoint
+    aside = old / PREVIOUS_RUN
+    aside.mkdir()
+    (aside / "notes.txt").write_text("keep me")              # the old run, moved aside, unmarked
+    logs = []
+    folder = RunDirectory(old, resume=True, log=logs.append)
+    folder.check()
+    folder.open()
+    folder.close(failed=False)
+    kept = sorted(tmp_path.glob("old.replaced-*"))
+    assert len(kept) == 1 and (kept[0] / "notes.txt").read_text() == "keep me"
+    assert not aside.exists() and load_checkpoint(old)[2]["step"] == 6
+    assert any("kept in" in m for m in logs), logs

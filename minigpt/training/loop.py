@@ -2,7 +2,8 @@
 
     RunDirectory  the output folder (`--out`): checked before anything is written, locked while
                   a run writes to it, an old run replaced (--force) only once the new one has
-                  its first checkpoint, and nothing left behind by a run that never got one
+                  its first checkpoint and then kept beside it, and nothing left behind by a
+                  run that never got one
     Run           one run: the folder, Ctrl-C, the progress bar, metrics.jsonl, checkpoints
     run_loop      the update loop: loss, NaN/inf stop, backward, optimizer step, metrics row
 
@@ -11,8 +12,9 @@ start time. A second writer is refused with a message naming the holder; a lock 
 is gone (a kill, a crash, a reboot) is stale and taken over with a note.
 
 `--force` on an existing run moves the old run's files into `.previous-run/` inside the folder,
-deletes them once the new run has written its first checkpoint, and moves them back if the new
-run fails (or is killed) before that. The next start finishes whatever a kill interrupted.
+moves them back if the new run fails (or is killed) before its first checkpoint, and once it
+has one, keeps them beside the folder as `NAME.replaced-YYYYmmdd-HHMMSS/`: a mistaken --force
+loses nothing (delete that folder by hand). The next start finishes whatever a kill interrupted.
 """
 from __future__ import annotations
 
@@ -308,7 +310,7 @@ class RunDirectory:
             resume = " or --resume to continue it" if self.command == "pretrain" else ""
             raise TrainingError(
                 f"output directory {p} already exists; pass --force to replace it (the old run "
-                f"is kept until the new one has written its first checkpoint){resume}")
+                f"is then kept beside it as {p.name}.replaced-<date-time>/){resume}")
 
     # -- taking the folder -----------------------------------------------------------------
     def open(self) -> None:
@@ -360,9 +362,9 @@ class RunDirectory:
             os.replace(e, aside / e.name)
         (aside / _MOVING).unlink()
         fsync_directory(self.path)
-        self.log(f"note: the old run in {self.path} is moved to {aside}; it is deleted once "
-                 "the new run has written its first checkpoint, and put back if the new run "
-                 "stops before that")
+        self.log(f"note: the old run in {self.path} is moved to {aside}; once the new run has "
+                 f"written its first checkpoint it is kept as {self.path.name}.replaced-<date-time>/ "
+                 "beside it, and it is put back if the new run stops before that")
 
     def _restore_previous_run(self) -> None:
         """Put the old run back, in phases a kill can interrupt and the next start resumes:
@@ -389,8 +391,7 @@ class RunDirectory:
             return
         marked = any((aside / m).exists() for m in _MARKERS)
         if not marked and find_checkpoint(self.path) is not None:
-            shutil.rmtree(aside)
-            self.log(f"note: removed {aside}, the old run a --force start had replaced")
+            self._keep_replaced(aside)
         else:
             self._restore_previous_run()
             self.log(f"note: {self.path}: put back the old run that an interrupted --force "
@@ -404,7 +405,23 @@ class RunDirectory:
         self.committed = True
         aside = self.path / PREVIOUS_RUN
         if aside.is_dir():
-            shutil.rmtree(aside)
+            self._keep_replaced(aside)
+
+    def _keep_replaced(self, aside: Path) -> Path:
+        """Move the old run that --force replaced out of the folder, to NAME.replaced-<date-time>/
+        beside it (one atomic rename: a kill leaves it either inside, handled by the next start,
+        or beside). Nothing the user saved is deleted; they remove it when they are sure."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        keep = self.path.with_name(f"{self.path.name}.replaced-{stamp}")
+        n = 1
+        while keep.exists():
+            n += 1
+            keep = self.path.with_name(f"{self.path.name}.replaced-{stamp}-{n}")
+        os.replace(aside, keep)
+        fsync_directory(self.path.parent)
+        self.log(f"note: the run that --force replaced is kept in {keep}; delete it when you no "
+                 "longer need it")
+        return keep
 
     def close(self, failed: bool) -> None:
         """Release the folder. A new run that failed before its first checkpoint leaves the
