@@ -255,6 +255,21 @@ def test_a_hang_times_out_and_the_other_tasks_are_still_graded(trees, tmp_path):
     assert out["bpe.learn_merges"].score == out["bpe.learn_merges"].max_score
 
 
+def test_a_runaway_allocation_hits_the_memory_cap_and_gets_a_hint(trees, tmp_path):
+    """A student's 3.2 GB array is a MemoryError under a 2 GiB cap (without the cap numpy.empty
+    would simply succeed); the task scores 0 with a hint naming the cap, the other task is
+    unaffected."""
+    pytest.importorskip("resource")
+    tree = _variant(trees, tmp_path, "bpe", "tokenizers.py",
+                    "        ranks = self._ranks\n", "        ranks = self._ranks\n"
+                    "        import numpy\n        numpy.empty(4 * 10 ** 8)\n")
+    report = grade("bpe", tree, memory_gb=2)
+    out = {r.id: r for r in report.results}
+    assert out["bpe.encode"].score == 0
+    assert "MemoryError" in out["bpe.encode"].output and "at most 2 GiB" in out["bpe.encode"].output
+    assert out["bpe.learn_merges"].score == out["bpe.learn_merges"].max_score
+
+
 def test_syntax_errors_and_prints_are_reported_per_task(trees, tmp_path):
     tree = _variant(trees, tmp_path, "layers", "ops/gelu.py", "        t = xp.tanh(u)\n",
                     "        t = xp.tanh(u\n")

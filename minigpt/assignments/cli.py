@@ -2,7 +2,7 @@
 
     minigpt assignments list
     minigpt assignments release NAME --out DIR [--with-solutions] [--force]
-    minigpt assignments grade NAME DIR [--json FILE] [--timeout SECONDS] [--jobs N]
+    minigpt assignments grade NAME DIR [--json FILE] [--timeout SECONDS] [--jobs N] [--memory-gb G]
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def cmd_release(args) -> int:
 def cmd_grade(args) -> int:
     from .grader import grade
     report = grade(args.name, args.dir, json_path=args.json, timeout=args.timeout,
-                   jobs=args.jobs, tasks=args.task)
+                   jobs=args.jobs, tasks=args.task, memory_gb=args.memory_gb)
     print(report.table())
     if args.json:
         print(f"results: {args.json}")
@@ -67,6 +67,8 @@ def add_commands(sub) -> None:
                    help="seconds per task (default: the assignment's, 60; capstone 3600)")
     q.add_argument("--jobs", type=checks.argparse_type(checks.positive_int), default=None,
                    help="tasks graded at once (default: cores)")
+    q.add_argument("--memory-gb", type=checks.argparse_type(checks.positive_float), default=None,
+                   help="address space each task's process may use (default 8; the capstone 16)")
     q.add_argument("--task", action="append", default=None, metavar="ID",
                    help="grade only this task (repeatable; default: all)")
     q.set_defaults(func=_guarded(cmd_grade))

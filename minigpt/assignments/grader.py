@@ -34,6 +34,9 @@ from .manifest import get
 from .release import PACKAGE, build, write_tree
 
 MAX_LINES = 12   # failure lines shown per task
+# address space per task process: NumPy + OpenBLAS reserve ~1 GiB, the capstone's training
+# more (per-thread BLAS buffers and malloc arenas grow with the cores), so it gets twice this
+MEMORY_GB = 8.0
 
 
 @dataclass
@@ -109,8 +112,12 @@ def _site_dirs() -> list[str]:
 
 
 def grade(name: str, tree, json_path=None, timeout: float | None = None, jobs: int | None = None,
-          capstone: dict | None = None, tasks=None) -> Report:
+          capstone: dict | None = None, tasks=None, memory_gb: float | None = None) -> Report:
     """Grade the student's tree `tree` (a directory holding minigpt/<their files>).
+
+    memory_gb: the address space each task's process may use (default MEMORY_GB, twice that for
+    the capstone); past it the
+    student's allocation raises MemoryError and the task scores 0 with a hint.
 
     tasks: only these task ids (default: all). capstone: settings overriding
     checks.CAPSTONE_DEFAULTS (a short run for testing the grader)."""
@@ -170,7 +177,8 @@ def grade(name: str, tree, json_path=None, timeout: float | None = None, jobs: i
             if why:
                 return TaskResult(task.id, task.title, 0, task.points, why[0], 0.0)
             out, score = _run_task(task, check, expected, work, base, timeout,
-                                   assignment.files, capstone=task.id.startswith("capstone."))
+                                   assignment.files, capstone=task.id.startswith("capstone."),
+                                   memory_gb=memory_gb)
             return TaskResult(task.id, task.title, score, task.points, out,
                               time.perf_counter() - t0)
 
@@ -184,13 +192,17 @@ def grade(name: str, tree, json_path=None, timeout: float | None = None, jobs: i
 
 
 def _run_task(task, check, expected, work: Path, base: Path, timeout: float, files,
-              capstone=False):
+              capstone=False, memory_gb: float | None = None):
     """(output, score) of one task."""
+    memory_gb = memory_gb or (2 * MEMORY_GB if capstone else MEMORY_GB)
+    hint = (f"(MemoryError: a task may use at most {memory_gb:g} GiB, `--memory-gb`; an array "
+            "far larger than the inputs? check the shapes of what you allocate)")
     jobdir = work / task.id
     tree = jobdir / "tree"
     shutil.copytree(base, tree)
     job = {"tree": str(tree), "site": _site_dirs(), "calls": check.calls,
-           "trusted": check.trusted, "forbidden": [str(PACKAGE)], "student_files": files}
+           "trusted": check.trusted, "forbidden": [str(PACKAGE)], "student_files": files,
+           "memory_bytes": int(memory_gb * 2 ** 30)}
     (jobdir / "job.json").write_text(json.dumps(job), encoding="utf-8")
     np.savez(jobdir / "inputs.npz", **check.arrays)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -212,8 +224,9 @@ def _run_task(task, check, expected, work: Path, base: Path, timeout: float, fil
     result_file = jobdir / "result.json"
     if not result_file.is_file():
         tail = stderr.decode("utf-8", "replace").strip().splitlines()[-6:]
+        more = [hint] if any("MemoryError" in line for line in tail) else []
         return ("the grading process ended (exit code "
-                f"{proc.returncode}) before reporting:\n" + "\n".join(tail), 0)
+                f"{proc.returncode}) before reporting:\n" + "\n".join(tail + more), 0)
     result = json.loads(result_file.read_text(encoding="utf-8"))
     with np.load(jobdir / "result.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -239,6 +252,8 @@ def _run_task(task, check, expected, work: Path, base: Path, timeout: float, fil
     failures = judge(check, result["calls"], arrays, ref_calls, ref_arrays)
     failures = _dedupe(failures)
     if failures:
+        if any("MemoryError" in f for f in failures):
+            notes.insert(0, hint)
         return "\n".join(failures + notes), 0
     return "\n".join(notes), task.points
 

@@ -336,9 +336,22 @@ PROCEDURES = {"train_step": train_step, "op": op, "call": call, "method": method
               "gradcheck_probe": gradcheck_probe, "capstone": capstone}
 
 
+def _limit_memory(limit) -> None:
+    """Cap this process's address space: a runaway allocation in the student's code becomes a
+    MemoryError in their call instead of pushing the grading machine into swap."""
+    if not limit:
+        return
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+    except (ImportError, ValueError, OSError):
+        pass  # no RLIMIT_AS here (Windows, some macOS versions): no cap
+
+
 def main(jobdir):
     with open(os.path.join(jobdir, "job.json"), encoding="utf-8") as f:
         job = json.load(f)
+    _limit_memory(job.get("memory_bytes"))
     tree = _setup(job)
     import numpy as np
     with np.load(os.path.join(jobdir, "inputs.npz"), allow_pickle=False) as z:
