@@ -26,7 +26,6 @@ contain "_start_" stays text); code that builds fine-tuning inputs asks for thei
 from __future__ import annotations
 
 import functools
-import heapq
 import json
 import re
 import string
@@ -35,10 +34,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from . import dispatch
 from .fileio import atomic_write_text
 
 __all__ = ["CharTokenizer", "BPETokenizer", "load_tokenizer", "GPT1_SPECIAL_TOKENS",
-           "END_OF_WORD", "CONFIG_FILE", "VOCAB_FILE", "MERGES_FILE"]
+           "END_OF_WORD", "CONFIG_FILE", "VOCAB_FILE", "MERGES_FILE", "pair_counts",
+           "merge_symbols"]
 
 END_OF_WORD = "</w>"
 UNK_TOKEN = "<unk>"
@@ -547,9 +548,10 @@ class BPETokenizer(_Tokenizer):
         by their frequency; ties go to the smallest (left, right) pair in string order, so
         the result never depends on hashing or dictionary order.
 
-        Pair counts are updated incrementally: a merge only revisits the words that contain
-        the merged pair, and a heap with lazy deletion finds the next best pair, so a few
-        thousand merges on a megabyte of text take seconds.
+        The merges are learned by `_learn_merges` below (the reference: recount every pair
+        after each merge) or, in ops mode "auto"/"fast", by minigpt/fast/bpe.py (counts
+        updated incrementally, a heap for the best pair: seconds for thousands of merges on a
+        megabyte of text); both give the same merges.
         """
         if (vocab_size is None) == (num_merges is None):
             raise ValueError("give exactly one of vocab_size or num_merges")
@@ -570,7 +572,8 @@ class BPETokenizer(_Tokenizer):
             if num_merges < 0:
                 raise ValueError(f"num_merges must be >= 0, got {num_merges}")
             budget = num_merges
-        merges = _learn_merges(word_counts, vocab, vocab_size, budget, max(1, min_frequency))
+        learn = dispatch.choose("bpe_merges")  # the reference below, or minigpt/fast/bpe.py
+        merges = learn(word_counts, vocab, vocab_size, budget, max(1, min_frequency))
         return cls(vocab, merges, lowercase=lowercase, keep_newlines=keep_newlines,
                    special_tokens=special_tokens)
 
@@ -673,11 +676,12 @@ def _read_merges(path: Path, header_always: bool) -> list[tuple[int, tuple[str, 
 
 # ---------- BPE training
 
-def _pairs(symbols: Sequence[str]) -> Counter:
+def pair_counts(symbols: Sequence[str]) -> Counter:
+    """How often each adjacent pair occurs in one word's symbols ("a a a": (a, a) twice)."""
     return Counter(zip(symbols, symbols[1:]))
 
 
-def _merge_symbols(symbols: list[str], a: str, b: str, new: str) -> list[str]:
+def merge_symbols(symbols: list[str], a: str, b: str, new: str) -> list[str]:
     """Replace every (a, b), scanning left to right without overlaps ("a a a" -> "aa a")."""
     out, i, n = [], 0, len(symbols)
     while i < n:
@@ -692,59 +696,33 @@ def _merge_symbols(symbols: list[str], a: str, b: str, new: str) -> list[str]:
 
 def _learn_merges(word_counts: Counter, vocab: dict[str, int], vocab_size: int | None,
                   budget: int | None, min_frequency: int) -> list[tuple[str, str]]:
-    """Grow `vocab` in place; returns the merges in the order learned (their ranks)."""
-    ### BEGIN SOLUTION
-    words = [list(w[:-1]) + [w[-1] + END_OF_WORD] for w in word_counts]
-    freqs = list(word_counts.values())
-    counts: Counter = Counter()
-    where: dict[tuple[str, str], set[int]] = {}
-    for idx, (symbols, f) in enumerate(zip(words, freqs)):
-        for pair, k in _pairs(symbols).items():
-            counts[pair] += k * f
-            where.setdefault(pair, set()).add(idx)
-    heap = [(-c, a, b) for (a, b), c in counts.items()]
-    heapq.heapify(heap)
+    """Grow `vocab` in place; returns the merges in the order learned (their ranks).
 
+    The reference: every step recounts every adjacent pair of every word, merges the best one
+    everywhere, and starts over. Slow on a big text (minutes for thousands of merges on a
+    megabyte); minigpt/fast/bpe.py updates the counts incrementally instead, tested equal."""
+    ### BEGIN SOLUTION
+    words = [list(w[:-1]) + [w[-1] + END_OF_WORD] for w in word_counts]  # "low" -> l o w</w>
+    freqs = list(word_counts.values())
     merges: list[tuple[str, str]] = []
-    learned: set[tuple[str, str]] = set()
-    while heap:
-        if budget is not None and len(merges) >= budget:
-            break
+    while budget is None or len(merges) < budget:
         if vocab_size is not None and len(vocab) >= vocab_size:
             break
-        neg, a, b = heapq.heappop(heap)
-        if counts.get((a, b), 0) != -neg:
-            continue  # stale entry: this pair's count changed and was pushed again
-        if -neg < min_frequency:
+        counts: Counter = Counter()
+        for symbols, f in zip(words, freqs):
+            for pair, k in pair_counts(symbols).items():
+                counts[pair] += k * f
+        if not counts:
+            break
+        (a, b), best = min(counts.items(), key=lambda item: (-item[1], item[0]))  # ties: smallest pair
+        if best < min_frequency:
             break
         new = a + b
-        if (a, b) not in learned:  # a pair can come back once a later merge re-creates `a`
-            learned.add((a, b))
+        if (a, b) not in merges:  # a pair can come back once a later merge re-creates `a`
             merges.append((a, b))
         if new not in vocab:  # two different merges can spell the same token
             vocab[new] = len(vocab)
-        changed = set()
-        for idx in sorted(where.pop((a, b), ())):
-            old = words[idx]
-            merged = _merge_symbols(old, a, b, new)
-            if len(merged) == len(old):
-                continue  # index entry left over from an earlier merge of this word
-            delta = _pairs(merged)
-            delta.subtract(_pairs(old))
-            f = freqs[idx]
-            for pair, d in delta.items():
-                if d:
-                    counts[pair] += d * f
-                    changed.add(pair)
-                    if d > 0:
-                        where.setdefault(pair, set()).add(idx)
-            words[idx] = merged
-        for pair in changed:
-            c = counts[pair]
-            if c > 0:
-                heapq.heappush(heap, (-c, pair[0], pair[1]))
-            else:
-                del counts[pair]
+        words = [merge_symbols(symbols, a, b, new) for symbols in words]
     return merges
     ### END SOLUTION
 
@@ -762,3 +740,6 @@ def load_tokenizer(directory):
         raise ValueError(f"{directory / CONFIG_FILE}: unknown tokenizer type {config['type']!r} "
                          f"(expected one of {sorted(kinds)})")
     return kinds[config["type"]].load(directory)
+
+
+dispatch.register("bpe_merges", "reference", _learn_merges)

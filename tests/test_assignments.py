@@ -211,7 +211,7 @@ PLANTED = [
      "            numeric[idx] = (plus - minus) / (2 * eps)",
      "            numeric[idx] = (plus - objective()) / eps", {"autograd.central_difference"}),
     ("BPE learning without min_frequency", "bpe", "tokenizers.py",
-     "        if -neg < min_frequency:\n            break\n", "", {"bpe.learn_merges"}),
+     "        if best < min_frequency:\n            break\n", "", {"bpe.learn_merges"}),
     ("entailment segments one token too long", "transforms", "tasks/transforms.py",
      "        a = trunc.cut(a_ids, m, names[0])", "        a = trunc.cut(a_ids, m + 1, names[0])",
      {"transforms.entail"}),

@@ -497,3 +497,47 @@ def test_literal_unk_token_matches_transformers(parity_pair):
     for s in ["<unk>", "a<unk>b", "x <unk> y<unk>", "<UNK>", "<unk", "unk>"]:
         assert ours.encode(s) == hf.encode(s, add_special_tokens=False)
     assert ours.encode("<unk>") == [ours.unk_id]
+
+
+# ---------- the two tiers of BPE merge learning
+
+_SYLLABLES = ["lo", "w", "er", "new", "est", "wid", "a", "aa", "ab", "b", "ba", "the", "e", "r"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(words=st.lists(st.lists(st.sampled_from(_SYLLABLES), min_size=1, max_size=5).map("".join),
+                      min_size=1, max_size=40),
+       merges=st.integers(0, 40), min_frequency=st.integers(1, 3), by_size=st.booleans())
+def test_fast_bpe_learning_equals_the_reference(words, merges, min_frequency, by_size):
+    """minigpt/fast/bpe.py (incremental counts, heap) learns exactly the reference's merges and
+    vocabulary: the same order, the same tie-breaks, the same stops, also for pairs that come
+    back ("aa a" style repeats) and tokens that two merges spell alike."""
+    import minigpt
+    from minigpt import dispatch
+    text = " ".join(words)
+    kw = {"vocab_size": 25 + merges} if by_size else {"num_merges": merges}
+    got = {}
+    for mode in ("reference", "fast"):
+        with minigpt.use(mode):
+            assert dispatch.choose("bpe_merges").__module__ == (
+                "minigpt.tokenizers" if mode == "reference" else "minigpt.fast.bpe")
+            try:
+                tok = BPETokenizer.train(text, min_frequency=min_frequency, lowercase=False, **kw)
+            except ValueError as e:  # vocab_size below the base symbols: both must refuse
+                got[mode] = str(e)
+                continue
+            got[mode] = (tok.merges, tok.get_vocab())
+    assert got["fast"] == got["reference"]
+
+
+def test_reference_bpe_learning_by_hand():
+    """The reference on a text small enough to follow by hand: 'a a a' counts (a, a) twice in
+    one word, ties go to the smallest pair, and min_frequency stops it."""
+    import minigpt
+    with minigpt.use("reference"):
+        tok = BPETokenizer.train("aaa aaa ab", num_merges=10, min_frequency=2, lowercase=False)
+    # "aaa" is a a a</w>: pairs (a, a) 2 (once per word, 2 words), (a, a</w>) 2, (a, b</w>) 1;
+    # the tie between the first two goes to the smaller pair, (a, a)
+    assert tok.merges[0] == ("a", "a")
+    # then "aa a</w>" x2: (aa, a</w>) 2 -> merged; (a, b</w>) 1 < min_frequency: stop
+    assert tok.merges == [("a", "a"), ("aa", "a</w>")]
