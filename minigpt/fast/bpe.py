@@ -10,8 +10,10 @@ What changes vs the reference:
     no longer matches `counts` is stale and skipped; a changed count is pushed again. Popping
     the smallest (-count, a, b) is the reference's rule: most frequent, ties to the smallest
     pair.
-Measured: the ablation's 2000-token BPE on 5.2 MB of text takes about 4 s here, against minutes
-for the reference. tests/test_tokenizers.py checks both give the same merges and vocabulary.
+Measured (2-core VM, 2026-11-26): 300 KB of the ablation corpus, a 400-token vocabulary: 0.34 s
+against 8.6 s for the reference; the ablation's 2000-token BPE on 5.2 MB: about 4 s (the
+reference was not timed on it). tests/test_tokenizers.py checks both give the same merges and
+vocabulary.
 """
 from __future__ import annotations
 
