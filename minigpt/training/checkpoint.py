@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -44,7 +45,8 @@ from ..fileio import fsync_directory
 from ..model import GPT, GPTConfig
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint",
-           "find_checkpoint", "replace_directory", "clean_leftovers", "read_json_object",
+           "find_checkpoint", "replace_directory", "clean_leftovers", "names_with_leftovers",
+           "read_json_object",
            "FORMAT", "REQUIRED", "CRASH_ENV"]
 
 FORMAT = "minigpt-checkpoint"
@@ -196,6 +198,16 @@ def resolve_checkpoint(path) -> Path:
                               f"{', '.join(REQUIRED)}); did the run stop before its first "
                               "checkpoint?")
     return path
+
+
+def names_with_leftovers(directory) -> list[str]:
+    """The checkpoint names in `directory` that a killed save left something for (`.NAME.old`,
+    `.NAME.tmp*`, `.NAME.trash*`), sorted: what clean_leftovers(directory, NAME) tidies."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted({m.group(1) for p in directory.iterdir()
+                   if (m := re.fullmatch(r"\.(.+?)\.(?:old|tmp.*|trash.*)", p.name))})
 
 
 def clean_leftovers(directory, name: str = "ckpt", log=print) -> None:

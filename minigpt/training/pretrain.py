@@ -19,7 +19,6 @@ sampling), so a run stopped and resumed follows the uninterrupted run's loss cur
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive
 from ..model import GPT, GPTConfig
 from ..optim import Adam, warmup_cosine
 from .checkpoint import (CheckpointError, clean_leftovers, find_checkpoint, load_checkpoint,
-                         resolve_checkpoint, save_checkpoint)
+                         names_with_leftovers, resolve_checkpoint, save_checkpoint)
 from .loop import Run, RunDirectory, TrainingError, read_metrics, run_loop, write_metrics
 
 __all__ = ["TrainConfig", "TRAIN_RULES", "pretrain", "evaluate", "evaluate_full", "plot_losses",
@@ -98,10 +97,8 @@ class TrainConfig:
                                      "already keeps every character, capitals and newlines")
         base = GPTConfig.preset(self.preset)  # ValueError naming the presets if unknown
         n_ctx = base.n_ctx
-        sizes = {k: getattr(self, k) for k in ("n_layer", "n_embd", "n_head")
-                 if getattr(self, k) is not None}
         try:
-            GPTConfig.preset(self.preset, **sizes)
+            GPTConfig.preset(self.preset, **self.size_overrides())
         except ValueError as e:  # n_embd not a multiple of n_head
             raise ValueError(f"{e}; the {self.preset} preset has n_embd={base.n_embd}, "
                              f"n_head={base.n_head}: choose n_embd (--n-embd) a multiple of "
@@ -109,6 +106,11 @@ class TrainConfig:
         if self.block_size is not None and self.block_size > n_ctx:
             raise ValueError(f"block_size {self.block_size} is above the {self.preset} preset's "
                              f"context n_ctx={n_ctx}; use at most {n_ctx}")
+
+    def size_overrides(self) -> dict:
+        """The preset sizes this config overrides: {n_layer, n_embd, n_head: value} as given."""
+        return {k: getattr(self, k) for k in ("n_layer", "n_embd", "n_head")
+                if getattr(self, k) is not None}
 
 
 def _build_tokenizer(cfg: TrainConfig, corpus):
@@ -123,12 +125,9 @@ def _build_tokenizer(cfg: TrainConfig, corpus):
 
 
 def _model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
-    overrides = {"vocab_size": vocab_size}
+    overrides = {"vocab_size": vocab_size, **cfg.size_overrides()}
     if cfg.block_size is not None:
         overrides["n_ctx"] = cfg.block_size
-    for name in ("n_layer", "n_embd", "n_head"):
-        if getattr(cfg, name) is not None:
-            overrides[name] = getattr(cfg, name)
     if cfg.dropout is not None:
         overrides.update(embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, resid_pdrop=cfg.dropout)
     return GPTConfig.preset(cfg.preset, **overrides)
@@ -385,9 +384,5 @@ def _train(run: Run, cfg, model, tokenizer, opt, data_rng, step, state, block, t
 def _tidy_snapshots(snap_dir: Path, log) -> None:
     """What a killed snapshot save left in snapshots/ (checkpoint.clean_leftovers for each
     step: a finished temporary becomes the snapshot, partial ones go)."""
-    if not snap_dir.is_dir():
-        return
-    names = {m.group(1) for p in snap_dir.iterdir()
-             if (m := re.fullmatch(r"\.(step-\d+)\.(?:tmp|old|trash).*", p.name))}
-    for name in sorted(names):
+    for name in names_with_leftovers(snap_dir):
         clean_leftovers(snap_dir, name, log)
