@@ -324,6 +324,11 @@ def zero_shot(init, name, test) -> dict:
     return {}
 
 
+def headline(scores: dict) -> float:
+    """The zero-shot score that goes in the table and the plot: zero_shot()'s first entry."""
+    return next(iter(scores.values()))
+
+
 # ----------------------------------------------------------------------------- experiments
 
 def fmt(values):
@@ -524,7 +529,7 @@ def main(argv=None) -> int:
              "|" + "---|" * (len(cols) + 2)]
     for name, r in results.items():
         cells = [fmt(r["scores"][c]) for c in cols]
-        zs = f"{100 * next(iter(diagnostics[name].values())):.1f}" if name in diagnostics else "-"
+        zs = f"{100 * headline(diagnostics[name]):.1f}" if name in diagnostics else "-"
         lines.append(f"| {name} ({r['metric']}, {r['train']}/{r['test']}) | " + " | ".join(cells)
                      + f" | {zs} |")
     said = verdicts(results)
@@ -583,10 +588,9 @@ def _curve(args, names, init, base, out, log, log_file, started, machine, comman
                 finetune_score(d, task, metric, name, data, pretrained, 0.5, seed, log)
                 for seed in range(args.curve_seeds)]})
         curve["finetuned"][name] = pts
-        if zero_shot(snaps[-1][1], name, data.test[:2]):
-            curve["zero_shot"][name] = [
-                {"step": step, "score": next(iter(zero_shot(d, name, data.test).values()))}
-                for step, d in snaps]
+        scores = [(step, zero_shot(d, name, data.test)) for step, d in snaps]
+        if scores[0][1]:  # the task has a zero-shot form
+            curve["zero_shot"][name] = [{"step": step, "score": headline(zs)} for step, zs in scores]
             curve["chance"][name] = 1 / len(data.labels)
             log("  zero-shot: " + ", ".join(f"step {p['step']} {100 * p['score']:.1f}"
                                             for p in curve["zero_shot"][name]))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minigpt.tokenizers import (GPT1_SPECIAL_TOKENS, BPETokenizer, CharTokenizer,
+from minigpt.tokenizers import (GPT1_SPECIAL_TOKENS, BPETokenizer, CharTokenizer, merge_symbols,
                                 load_tokenizer)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -232,15 +232,7 @@ def _reference_bpe(word, merges):
     """Textbook BPE: apply each merge in rank order to every occurrence, left to right."""
     symbols = list(word[:-1]) + [word[-1] + "</w>"]
     for a, b in merges:
-        i, out = 0, []
-        while i < len(symbols):
-            if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
-                out.append(a + b)
-                i += 2
-            else:
-                out.append(symbols[i])
-                i += 1
-        symbols = out
+        symbols = merge_symbols(symbols, a, b, a + b)  # left to right, no overlaps
     return symbols
 
 
