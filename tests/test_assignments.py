@@ -210,7 +210,7 @@ PLANTED = [
     ("one-sided differences", "autograd", "gradcheck.py",
      "            numeric[idx] = (plus - minus) / (2 * eps)",
      "            numeric[idx] = (plus - objective()) / eps", {"autograd.central_difference"}),
-    ("BPE learning without min_frequency", "bpe", "tokenizers.py",
+    ("BPE learning without min_frequency", "bpe", "tokenizers/bpe_train.py",
      "        if best < min_frequency:\n            break\n", "", {"bpe.learn_merges"}),
     ("entailment segments one token too long", "transforms", "tasks/transforms.py",
      "        a = trunc.cut(a_ids, m, names[0])", "        a = trunc.cut(a_ids, m + 1, names[0])",
@@ -246,7 +246,7 @@ def test_feedback_names_the_input_and_the_worst_index(trees, tmp_path):
 
 
 def test_a_hang_times_out_and_the_other_tasks_are_still_graded(trees, tmp_path):
-    tree = _variant(trees, tmp_path, "bpe", "tokenizers.py",
+    tree = _variant(trees, tmp_path, "bpe", "tokenizers/bpe.py",
                     "        ranks = self._ranks\n", "        ranks = self._ranks\n"
                     "        while True:\n            pass\n")
     report = grade("bpe", tree, timeout=8)  # room for the other task on a busy machine
@@ -260,7 +260,7 @@ def test_a_runaway_allocation_hits_the_memory_cap_and_gets_a_hint(trees, tmp_pat
     would simply succeed); the task scores 0 with a hint naming the cap, the other task is
     unaffected."""
     pytest.importorskip("resource")
-    tree = _variant(trees, tmp_path, "bpe", "tokenizers.py",
+    tree = _variant(trees, tmp_path, "bpe", "tokenizers/bpe.py",
                     "        ranks = self._ranks\n", "        ranks = self._ranks\n"
                     "        import numpy\n        numpy.empty(4 * 10 ** 8)\n")
     report = grade("bpe", tree, memory_gb=2)

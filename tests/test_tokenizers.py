@@ -501,7 +501,7 @@ _SYLLABLES = ["lo", "w", "er", "new", "est", "wid", "a", "aa", "ab", "b", "ba", 
                       min_size=1, max_size=40),
        merges=st.integers(0, 40), min_frequency=st.integers(1, 3), by_size=st.booleans())
 def test_fast_bpe_learning_equals_the_reference(words, merges, min_frequency, by_size):
-    """minigpt/fast/bpe.py (incremental counts, heap) learns exactly the reference's merges and
+    """minigpt/tokenizers/bpe_train_fast.py (incremental counts, heap) learns exactly the reference's merges and
     vocabulary: the same order, the same tie-breaks, the same stops, also for pairs that come
     back ("aa a" style repeats) and tokens that two merges spell alike."""
     import minigpt
@@ -512,7 +512,8 @@ def test_fast_bpe_learning_equals_the_reference(words, merges, min_frequency, by
     for mode in ("reference", "fast"):
         with minigpt.use(mode):
             assert dispatch.choose("bpe_merges").__module__ == (
-                "minigpt.tokenizers" if mode == "reference" else "minigpt.fast.bpe")
+                "minigpt.tokenizers.bpe_train" if mode == "reference"
+                else "minigpt.tokenizers.bpe_train_fast")
             try:
                 tok = BPETokenizer.train(text, min_frequency=min_frequency, lowercase=False, **kw)
             except ValueError as e:  # vocab_size below the base symbols: both must refuse

@@ -187,11 +187,11 @@ BPE = Assignment(
     "Learn BPE merges from word counts (most frequent pair first, ties to the smallest pair) "
     "and encode words with them (lowest-ranked pair first).",
     todos=(
-        T("tokenizers.py", "_learn_merges", "bpe.learn_merges",
+        T("tokenizers/bpe_train.py", "learn_merges", "bpe.learn_merges",
           "repeatedly merge the most frequent adjacent pair (counts weighted by word frequency; "
           "ties: the smallest (a, b)); stop at the budget, the vocab size or min_frequency; "
           "add each new token to vocab; return the merges in order"),
-        T("tokenizers.py", "BPETokenizer._bpe", "bpe.encode",
+        T("tokenizers/bpe.py", "BPETokenizer._bpe", "bpe.encode",
           "split the word into symbols (the last one gets END_OF_WORD), then merge the "
           "lowest-ranked adjacent pair (leftmost on ties) until no pair has a rank"),
     ),

@@ -16,12 +16,12 @@ vs the reference, and the measurement behind it):
     attention.py      heads on our threads with single-threaded BLAS; softmax in place;
                       rowsum(g * O) instead of rowsum(dP * P)
     adam.py           the update in cache-sized chunks, chunks on all cores
-    bpe.py            BPE merge learning with pair counts updated incrementally and a heap
 
 softmax, log_softmax and dropout have no fast version: their reference is already one pass
-of whole-array NumPy calls.
+of whole-array NumPy calls. The tuned BPE merge learning lives beside its reference, in
+minigpt/tokenizers/bpe_train_fast.py (text processing, not an op).
 """
-from . import adam, attention, bpe, cross_entropy, embedding, gelu, layer_norm, linear, runtime
+from . import adam, attention, cross_entropy, embedding, gelu, layer_norm, linear, runtime
 
 __all__ = ["runtime", "embedding", "linear", "gelu", "layer_norm", "cross_entropy",
-           "attention", "adam", "bpe"]
+           "attention", "adam"]

@@ -1,4 +1,4 @@
-"""BPE merge learning, tuned: the reference (minigpt/tokenizers.py `_learn_merges`) recounts
+"""BPE merge learning, tuned: the reference (bpe_train.py `learn_merges`) recounts
 every adjacent pair of every word after each merge; this version keeps the counts and updates
 only the words that contain the merged pair, and finds the best pair with a heap.
 
@@ -21,7 +21,7 @@ import heapq
 from collections import Counter
 
 from .. import dispatch
-from ..tokenizers import END_OF_WORD, merge_symbols, pair_counts
+from .bpe_train import END_OF_WORD, merge_symbols, pair_counts
 
 __all__ = ["learn_merges"]
 
