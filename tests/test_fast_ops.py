@@ -384,10 +384,14 @@ def test_reference_ops_on_cupy_equal_the_numpy_reference():
 
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("shape, n_split", [((2, 300, 64, 128), 4),  # (B, T, in, out): y twice
-                                            ((1, 3, 256, 6000), 1)])  # dW only: 3 rows stay whole
+                                            ((2, 300, 48, 20), 4),  # narrow: dW has < 64 rows
+                                            ((1, 3, 256, 6000), 0)])  # 3 tokens: all whole
 def test_linear_tiers_agree_on_blocks_split_over_threads(shape, n_split, transposed, monkeypatch):
     """Large enough for the products (y, dx, dW) to be split over two threads in blocks of
-    rows; with only a few rows (one sampled token's step) y and dx are one BLAS call each."""
+    rows; with only a few tokens (one sampled token's step) every product is one BLAS call.
+    The rule counts tokens: a narrow layer's dW = x^T g has few rows (n_in, or n_out for the
+    tied layout) over many tokens, and must be split too (issue 26's cliff: one
+    OpenBLAS-threaded call there was 20x slower)."""
     from minigpt.fast import runtime
     split = []  # per in_parallel call: how many blocks it ran
     in_parallel = runtime.in_parallel

@@ -8,7 +8,11 @@ What changes vs ops/linear.py, and why:
   (runtime.run_blocks_blas), instead of on OpenBLAS's threads: those spin-wait after every
   call, and on 2 cores they took the core that our threads needed for the elementwise ops in
   between (benchmarks/NOTES.md, issue 14: small's step 1.14-1.18x faster on an idle
-  machine). A product of fewer than ROWS_MIN rows (sampling one token) stays one BLAS call.
+  machine). The products of fewer than ROWS_MIN *tokens* (sampling one token) stay one BLAS
+  call each. The rule counts tokens, not the rows of the product: dW = x^T g has n_in rows,
+  and counting those sent every weight gradient of a model narrower than 64 (and the tied
+  output layer's of a vocabulary under 64) to one OpenBLAS-threaded call with a long
+  reduction, 20x slower than the blocks (issue 26: 23 ms against 1.1 ms at n_embd 48).
 - The bias is added to each block of y right after its product, while the block is in cache.
 - db is a matvec with ones (runtime.sum_rows): BLAS instead of NumPy's reduction loop.
 - Only the gradients that are needed are computed (needs_input_grad).
@@ -25,15 +29,20 @@ from .runtime import run_blocks_blas, sum_rows
 
 __all__ = ["FastLinear", "matmul_rows", "ROWS_MIN"]
 
-ROWS_MIN = 64  # fewer rows: one BLAS call on OpenBLAS's own threads (see matmul_rows)
+ROWS_MIN = 64  # fewer tokens: one BLAS call on OpenBLAS's own threads (see matmul_rows)
 
 
-def matmul_rows(a, b, bias=None):
+def matmul_rows(a, b, bias=None, tokens=None):
     """a @ b (+ bias) for 2-D a (N, K) and b (K, M): blocks of the rows of a on our threads,
-    BLAS single-threaded in each. A few rows (one sampled token's step) go to BLAS whole, on
-    its own threads: there the product is memory-bound and OpenBLAS's quick hand-off wins."""
+    BLAS single-threaded in each.
+
+    tokens: how many tokens the product is over (default N, the rows of a: y = x W and
+    dx = g W^T; for dW = x^T g it is K). A few tokens (one sampled token's step) go to BLAS
+    whole, on its own threads: there the product is memory-bound and OpenBLAS's quick
+    hand-off wins. Many tokens are split whatever N is (dW of a narrow layer has few rows
+    but a long reduction, which OpenBLAS's threads run 20x slower than our blocks)."""
     xp = get_array_module(a)
-    if a.shape[0] < ROWS_MIN:
+    if (a.shape[0] if tokens is None else tokens) < ROWS_MIN:
         out = a @ b  # (N, K) @ (K, M)
         return out if bias is None else xp.add(out, bias, out=out)
     out = xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)  # (N, M)
@@ -64,11 +73,12 @@ class FastLinear(Function):
         dW = None
         if self.needs_input_grad[1]:
             x2 = x.reshape(-1, x.shape[-1])  # (N, in)
+            N = x2.shape[0]  # tokens: the reduction of dW, not its rows
             if weight.flags.f_contiguous and not weight.flags.c_contiguous:
                 # weight is a transposed view (the tied output layer's W_e^T)
-                dW = matmul_rows(g2.T, x2).T  # (out, N) @ (N, in) -> (out, in), seen as (in, out)
+                dW = matmul_rows(g2.T, x2, tokens=N).T  # (out, N) @ (N, in) -> (out, in), seen as (in, out)
             else:
-                dW = matmul_rows(x2.T, g2)  # (in, N) @ (N, out)
+                dW = matmul_rows(x2.T, g2, tokens=N)  # (in, N) @ (N, out)
         if len(self.needs_input_grad) == 3:
             return dx, dW, sum_rows(g2)
         return dx, dW
