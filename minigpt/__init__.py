@@ -2,6 +2,7 @@
 from . import functional, nn
 from .autograd import Function, Tensor, concatenate, is_grad_enabled, no_grad, stack
 from .backend import get_array_module, get_backend, set_backend
+from .settings import config, using
 from .dispatch import implementations, use
 from .gradcheck import GradcheckError, gradcheck
 from .random import manual_seed
@@ -10,7 +11,8 @@ __version__ = "0.1.0"
 
 __all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled", "concatenate", "stack",
            "functional", "nn", "gradcheck", "GradcheckError", "manual_seed",
-           "set_backend", "get_backend", "get_array_module", "use", "implementations"]
+           "set_backend", "get_backend", "get_array_module", "use", "implementations", "config",
+           "using"]
 
 from .model import GPT, GPTConfig  # noqa: E402
 from . import optim  # noqa: E402

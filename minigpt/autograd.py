@@ -19,31 +19,29 @@ import numbers
 import numpy as np
 
 from .backend import device_of, get_array_module, to_device
-
-_GRAD_ENABLED = True
+from .settings import config
 
 
 @contextlib.contextmanager
 def no_grad():
-    """Inside this block no graph is recorded (evaluation, sampling, optimizer updates)."""
-    global _GRAD_ENABLED
-    previous, _GRAD_ENABLED = _GRAD_ENABLED, False
+    """Inside this block no graph is recorded (evaluation, sampling, optimizer updates): the
+    switch config.grad_enabled (minigpt/settings.py) is False, then back as it was."""
+    previous, config.grad_enabled = config.grad_enabled, False
     try:
         yield
     finally:
-        _GRAD_ENABLED = previous
+        config.grad_enabled = previous
 
 
 def is_grad_enabled() -> bool:
-    return _GRAD_ENABLED
+    return config.grad_enabled
 
 
-# Observers of every op, for tools such as minigpt.trace (empty in normal use: one check per op).
-# Each is an object with two methods, called in the order the ops run:
+# Observers of every op (config.observers, for tools such as minigpt.trace; empty in normal
+# use: one check per op). Each is an object with two methods, called in the order the ops run:
 #   forward(fn, inputs, output)           after a Function's forward (inputs: its Tensors)
 #   backward(fn, grad_output, grads)      after its backward (grads: one per input, or None)
 # Observers only look; they must not change the arrays they are shown.
-OBSERVERS: list = []
 
 
 def _is_array(x) -> bool:
@@ -282,7 +280,7 @@ class Function:
         grads = self.backward(grad_output)
         if not isinstance(grads, tuple):
             grads = (grads,)
-        for observer in OBSERVERS:
+        for observer in config.observers:
             observer.backward(self, grad_output, grads)
         if len(grads) != len(self.inputs):  # zip() below would drop the extra or missing ones
             n, k = len(grads), len(self.inputs)
@@ -309,7 +307,7 @@ class Function:
                             "convert them to one float dtype first (no silent promotion)")
         fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
         out = fn.forward(*(t.data for t in tensors), **options)
-        requires_grad = _GRAD_ENABLED and any(fn.needs_input_grad)
+        requires_grad = config.grad_enabled and any(fn.needs_input_grad)
         result = Tensor(out)
         if requires_grad:
             result.requires_grad = True
@@ -317,7 +315,7 @@ class Function:
             fn.inputs = tensors
         else:
             fn._saved = None  # nothing will call backward: free what forward kept
-        for observer in OBSERVERS:
+        for observer in config.observers:
             observer.forward(fn, tensors, result)
         return result
 

@@ -7,7 +7,8 @@ needs CuPy installed. Every op body asks `xp = get_array_module(x)` and then wri
 Choose the backend for *new* parameters and tensors with `minigpt.set_backend("cupy")` or the
 environment variable `MINIGPT_BACKEND=cupy` (a value that cannot be used, a typo or `cupy`
 without CuPy or a GPU, is a BackendWarning at import, and NumPy is used); move existing ones
-with `model.to("cuda")` or `tensor.to("cpu")`.
+with `model.to("cuda")` or `tensor.to("cpu")`. The backend is the switch config.backend
+(minigpt/settings.py).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import warnings
 
 import numpy as np
 
-_BACKEND = "numpy"
+from .settings import config
 
 
 class BackendError(RuntimeError):
@@ -63,22 +64,20 @@ def is_cupy_array(a) -> bool:
 
 
 def set_backend(name: str) -> None:
-    """Select the array library for new parameters: "numpy" (CPU) or "cupy" (GPU)."""
-    global _BACKEND
-    if name not in ("numpy", "cupy"):
-        raise ValueError(f"unknown backend {name!r}: expected 'numpy' or 'cupy'")
+    """Select the array library for new parameters: "numpy" (CPU) or "cupy" (GPU): the switch
+    config.backend, after checking that CuPy and a GPU are usable."""
     if name == "cupy":
         _cupy_module()
-    _BACKEND = name
+    config.backend = name      # checked by config: "numpy" or "cupy"
 
 
 def get_backend() -> str:
-    return _BACKEND
+    return config.backend
 
 
 def xp_default():
     """The array module new tensors are created with."""
-    return _cupy_module() if _BACKEND == "cupy" else np
+    return _cupy_module() if config.backend == "cupy" else np
 
 
 def device_of(a) -> str:

@@ -29,50 +29,25 @@ API:
     choose(op, *arrays, **options)  the implementation for these arrays (what wrappers call)
     apply(op, *inputs, **options)   choose(...) on the inputs' arrays, then `.apply(*inputs,
                                     **options)`: the last line of every public wrapper
-The environment variable MINIGPT_OPS (auto, fast or reference) sets the mode at import (another
-value: an OpsModeWarning, and "auto").
+The mode is the switch `minigpt.config.ops` (the global switches live in
+minigpt/settings.py); MINIGPT_OPS (auto, fast or reference) sets it at import (another value: an
+OpsModeWarning, and "auto").
 """
 from __future__ import annotations
 
-import os
 import sys
-import warnings
 
 from .autograd import as_array
+from .settings import MODES, OpsModeWarning, config
 
 __all__ = ["MODES", "IMPLS", "OpsModeWarning", "register", "use", "current_mode", "implementations", "choose",
            "apply"]
 
-MODES = ("auto", "fast", "reference")
 IMPLS = ("cuda", "fast", "reference")  # in order of speed
 _PREFERENCE = {"auto": ("cuda", "fast", "reference"), "fast": ("fast", "reference"),
                "reference": ("reference",)}
 
 _REGISTRY: dict[str, dict[str, tuple[object, object]]] = {}  # op -> impl -> (class, supports)
-
-
-def _check_mode(mode) -> str:
-    if mode not in MODES:
-        raise ValueError(f"unknown ops mode {mode!r}: expected one of {', '.join(MODES)}")
-    return mode
-
-
-class OpsModeWarning(RuntimeWarning):
-    """MINIGPT_OPS names no mode: minigpt warns and runs in mode "auto"."""
-
-
-def _mode_from_environment() -> str:
-    """MINIGPT_OPS, or "auto". A typo must not stop `import minigpt` (as MINIGPT_BACKEND's
-    does not): it is a warning naming the allowed values, and the default mode is used."""
-    value = os.environ.get("MINIGPT_OPS", "auto").strip().lower() or "auto"
-    if value not in MODES:
-        warnings.warn(f"MINIGPT_OPS={os.environ['MINIGPT_OPS']!r} is not a mode (allowed: "
-                      f"{', '.join(MODES)}); using auto", OpsModeWarning, stacklevel=2)
-        return "auto"
-    return value
-
-
-_MODE = _mode_from_environment()
 
 
 def register(op: str, impl: str, function_class, supports=None) -> None:
@@ -97,26 +72,27 @@ class use:
 
         with minigpt.use("fast"):
             loss.backward()          # the mode before the block is back afterwards
+
+    (the switch config.ops; `minigpt.using(ops=...)` does the same for a block)
     """
 
     def __init__(self, mode: str):
-        global _MODE
-        self.mode = _check_mode(mode)
-        self.previous, _MODE = _MODE, mode
+        self.previous = config.ops
+        config.ops = mode          # checked by config: one of MODES
+        self.mode = mode
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        global _MODE
-        _MODE = self.previous
+        config.ops = self.previous
 
     def __repr__(self):
         return f"minigpt.use({self.mode!r})"
 
 
 def current_mode() -> str:
-    return _MODE
+    return config.ops
 
 
 def _is_cupy(a) -> bool:
@@ -137,14 +113,14 @@ def choose(op: str, *arrays, **options):
     impls = _REGISTRY.get(op)
     if not impls:
         raise KeyError(f"no implementation of op {op!r} is registered")
-    for impl in _PREFERENCE[_MODE]:
+    for impl in _PREFERENCE[config.ops]:
         entry = impls.get(impl)
         if entry is None or not _library_fits(impl, arrays):
             continue
         function_class, supports = entry
         if supports is None or supports(*arrays, **options):
             return function_class
-    raise KeyError(f"no implementation of op {op!r} takes these inputs in mode {_MODE!r}")
+    raise KeyError(f"no implementation of op {op!r} takes these inputs in mode {config.ops!r}")
 
 
 def apply(op: str, *inputs, **options):
@@ -158,7 +134,7 @@ def implementations() -> dict:
     implementation's `supports` refuses fall back to the next one)."""
     picked = {}
     for op in sorted(_REGISTRY):
-        for impl in _PREFERENCE[_MODE]:
+        for impl in _PREFERENCE[config.ops]:
             if impl in _REGISTRY[op] and impl != "cuda":
                 picked[op] = impl
                 break

@@ -19,7 +19,7 @@ What is recorded:
   input gradients as the trace sees them (a tied weight used twice gets both), so it is a check
   of autograd's own accumulation into `.grad`: the two agree (tests/test_trace.py).
 
-How: `minigpt.autograd.OBSERVERS`, a list of observers that `Function.apply` calls after every
+How: `minigpt.config.observers`, a list of observers that `Function.apply` calls after every
 forward and `Function`'s backward after every backward. The trace adds itself for one pass.
 Tracing computes statistics of every array, so it is for small models and short inputs (the
 statistics are computed in float64; the pass itself runs as usual).
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import autograd, dispatch
+from .settings import config
 from .autograd import Tensor
 from .backend import get_array_module
 
@@ -295,7 +296,7 @@ def trace(model, idx, targets=None, *, forward=None) -> Trace:
     params = list(model.named_parameters()) if model is not None else []
     for _, p in params:
         p.zero_grad()
-    autograd.OBSERVERS.append(rec)
+    config.observers.append(rec)
     try:
         out = forward(model, idx, targets)
         loss = None
@@ -304,7 +305,7 @@ def trace(model, idx, targets=None, *, forward=None) -> Trace:
             if out.requires_grad:
                 out.backward()
     finally:
-        autograd.OBSERVERS.remove(rec)
+        config.observers.remove(rec)
         rec.keep.clear()
     records = []
     for name, p in params:

@@ -5,6 +5,7 @@ import pytest
 
 import minigpt
 from minigpt import autograd, cli
+from minigpt.settings import config
 from minigpt.tokenizers import CharTokenizer
 from minigpt.trace import Trace
 
@@ -132,7 +133,7 @@ def test_forward_only_and_observer_cleanup():
     assert tr.loss is None and tr.ops[-1].shape == (2, 7, 13)
     assert all(r.grad_norm is None for r in tr.ops)
     assert all(p.grad_norm is None for p in tr.params)
-    assert autograd.OBSERVERS == []
+    assert config.observers == []
 
     def broken(model, idx, targets):
         model(idx)
@@ -140,7 +141,7 @@ def test_forward_only_and_observer_cleanup():
 
     with pytest.raises(KeyError):
         minigpt.trace(model, idx, forward=broken)
-    assert autograd.OBSERVERS == []
+    assert config.observers == []
     with minigpt.no_grad(), pytest.raises(RuntimeError, match="no_grad"):
         minigpt.trace(model, idx)
 

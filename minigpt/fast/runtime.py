@@ -31,6 +31,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from ..backend import get_array_module
+from ..settings import config
 
 __all__ = ["num_threads", "in_parallel", "in_parallel_blas", "run_blocks", "run_blocks_blas",
            "blas_single_thread", "sum_rows", "PARALLEL_MIN"]
@@ -42,7 +43,10 @@ _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers  # scanne
 
 
 def num_threads() -> int:
-    """Cores for elementwise work: MINIGPT_NUM_THREADS, else what BLAS is told, else all."""
+    """Cores for elementwise work: the switch config.num_threads (minigpt/settings.py) if set,
+    else MINIGPT_NUM_THREADS, else what BLAS is told, else all."""
+    if config.num_threads is not None:
+        return config.num_threads
     for var in ("MINIGPT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
             return int(os.environ[var])
