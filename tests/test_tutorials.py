@@ -79,3 +79,90 @@ def test_notebook_executes_in_a_kernel(src, tmp_path):
     last = [c for c in nb.cells if c.cell_type == "code"][-1]
     assert "assert" in last.source
     assert elapsed < BUDGET_S, f"{src.name} took {elapsed:.0f} s (budget {BUDGET_S:.0f} s)"
+    # the committed outputs are what the code prints now (numbers to the tolerance that
+    # tutorials/build.py documents), and no output is a wall-clock reading
+    committed = nbformat.read(build.notebook_path(src), as_version=4)
+    differences = build.output_differences(committed, nb)
+    assert not differences, (f"{src.name}: committed outputs differ from a fresh run; rebuild "
+                             f"with `python tutorials/build.py {src.name[:2]}`\n"
+                             + "\n".join(differences[:3]))
+    assert not build.wall_clock_lines(nb), f"{src.name} prints wall-clock times"
+
+
+def test_output_comparison_rule():
+    # text outside numbers must match (whitespace runs aside); numbers to a relative 1e-3;
+    # roundoff-sized numbers match each other
+    assert build.same_text("max |a - b| = 2.2e-16", "max |a - b| = 0.0")
+    assert build.same_text("[1.0  2.5]\n", "[1.0 2.5]")
+    assert build.same_text("loss 2.00001", "loss 2.00002")
+    assert not build.same_text("loss 1.234", "loss 1.240")
+    assert not build.same_text("causal: True", "causal: False")
+    assert not build.same_text("3 tokens", "3 tokens more")
+    assert build.wall_clock_lines_in("took 0.18 s") and build.wall_clock_lines_in("12.5 ms per step")
+    assert not build.wall_clock_lines_in("shape (B, nh, T, hs), 3 layers")
+
+
+def test_release_notebooks_strips_the_solutions(tmp_path):
+    """`minigpt assignments release-notebooks`: every exercise's solution region becomes a
+    NotImplementedError naming the notebook and the TODO, outputs go, the rest stays; with
+    solutions only the marker lines go."""
+    import argparse
+    from minigpt.assignments import notebooks as release_nb
+    from minigpt.assignments.cli import add_commands    # what `minigpt assignments` parses
+
+    def main(argv):
+        parser = argparse.ArgumentParser(prog="minigpt")
+        add_commands(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(argv)
+        return args.func(args)
+
+    student, teacher = tmp_path / "student", tmp_path / "teacher"
+    assert main(["assignments", "release-notebooks", "--out", str(student),
+                 "--tutorials", str(TUTORIALS)]) == 0
+    assert main(["assignments", "release-notebooks", "--out", str(teacher), "--with-solutions",
+                 "--tutorials", str(TUTORIALS)]) == 0
+    assert main(["assignments", "release-notebooks", "--out", str(student),
+                 "--tutorials", str(TUTORIALS)]) == 2          # not empty, no --force
+    total = 0
+    for src in SOURCES:
+        name = build.notebook_path(src).name
+        original = nbformat.read(build.notebook_path(src), as_version=4)
+        released = nbformat.read(student / name, as_version=4)
+        full = nbformat.read(teacher / name, as_version=4)
+        assert len(released.cells) == len(original.cells) == len(full.cells)
+        for c0, c1, c2 in zip(original.cells, released.cells, full.cells):
+            assert "### BEGIN" not in c1.source and "### END" not in c2.source
+            if c0.cell_type != "code":
+                assert c0.source == c1.source == c2.source
+                continue
+            assert not c1.outputs and c2.outputs == c0.outputs
+            if "### BEGIN SOLUTION" not in c0.source:
+                assert c0.source == c1.source == c2.source
+                continue
+            total += c0.source.count("### BEGIN SOLUTION")
+            body = c0.source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+            answer = [ln.strip() for ln in body.splitlines() if ln.strip()]
+            assert not set(answer) & {ln.strip() for ln in c1.source.splitlines()}, \
+                f"{name}: a solution line is left in the student release"
+            assert f'raise NotImplementedError("{name[:2]}: ' in c1.source
+            assert c2.source == "\n".join(ln for ln in c0.source.splitlines()
+                                          if ln.strip() not in ("### BEGIN SOLUTION",
+                                                                "### END SOLUTION"))
+    assert total >= 10, "the exercises are marked"
+    _, counts = release_nb.build(TUTORIALS)
+    assert sum(counts.values()) == total
+
+
+def test_release_notebook_raises_where_the_student_writes():
+    cell = ("import numpy as np\n\ndef f(x):\n    # TODO: the square of x\n"
+            "    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION\n\nf(3)")
+    from minigpt.assignments.notebooks import release_source
+    out, n = release_source(cell, "t.ipynb cell 0", "05", with_solutions=False)
+    assert n == 1 and "x * x" not in out
+    assert '    raise NotImplementedError("05: the square of x")\n' in out
+    ns = {}
+    with pytest.raises(NotImplementedError, match="05: the square of x"):
+        exec(out, ns)
+    out, _ = release_source(cell, "t.ipynb cell 0", "05", with_solutions=True)
+    exec(out, ns)
+    assert ns["f"](3) == 9

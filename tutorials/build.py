@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -67,6 +68,76 @@ def execute(nb, workdir: str | Path, timeout: int = CELL_TIMEOUT_S, allow_errors
 def cells_of(nb) -> list[tuple[str, str]]:
     """What a notebook says, without outputs or metadata: (cell type, source) per cell."""
     return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+# Comparing a committed notebook's text outputs with a fresh run's. The committed build and a
+# fresh run on the same machine print the same text; another machine's BLAS may change the last
+# digits of a sum. So the text outside numbers (whitespace runs collapsed: NumPy pads array
+# columns to their widest number) must be equal, and numbers must agree to a relative 1e-3;
+# numbers of magnitude below 1e-9 are roundoff ("max |a - b| = 2.2e-16") and all count as equal.
+# Images are not compared (their bytes change with the matplotlib version); their text/plain
+# ("<Figure size 600x350 with 1 Axes>") is.
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+REL_TOL, ROUNDOFF = 1e-3, 1e-9
+# a wall-clock reading ("took 0.12 s", "1.3 ms"): never printed, it cannot match a fresh run
+WALL_CLOCK = re.compile(r"\d(?:\.\d+)?\s?(?:s|ms|sec|seconds)\b")
+
+
+def text_outputs(nb) -> list[str]:
+    """Per code cell: its printed text (streams by name, then each result's text/plain and
+    text/html), one string; stream chunks are joined, as a kernel may split them anywhere."""
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        streams, results = {}, []
+        for o in cell.outputs:
+            if o.output_type == "stream":
+                streams[o.name] = streams.get(o.name, "") + o.text
+            elif o.output_type in ("execute_result", "display_data"):
+                results += [o.data[k] for k in ("text/plain", "text/html") if k in o.data]
+            elif o.output_type == "error":
+                results.append(f"{o.ename}: {o.evalue}")
+        out.append("".join(f"[{k}]\n{v}" for k, v in sorted(streams.items())) + "\n".join(results))
+    return out
+
+
+def _numbers_agree(a: str, b: str) -> bool:
+    x, y = float(a), float(b)
+    if abs(x) < ROUNDOFF and abs(y) < ROUNDOFF:
+        return True
+    return abs(x - y) <= REL_TOL * max(abs(x), abs(y))
+
+
+def same_text(committed: str, fresh: str) -> bool:
+    """Whether two outputs agree under the rule above."""
+    split = lambda s: NUMBER.split(" ".join(s.split()))
+    nums = lambda s: NUMBER.findall(" ".join(s.split()))
+    if split(committed) != split(fresh):
+        return False
+    a, b = nums(committed), nums(fresh)
+    return len(a) == len(b) and all(_numbers_agree(x, y) for x, y in zip(a, b))
+
+
+def output_differences(committed, fresh) -> list[str]:
+    """The code cells whose text differs, each with both texts (empty: they match)."""
+    out = []
+    old, new = text_outputs(committed), text_outputs(fresh)
+    if len(old) != len(new):
+        return [f"{len(old)} code cells committed, {len(new)} executed"]
+    for i, (a, b) in enumerate(zip(old, new)):
+        if not same_text(a, b):
+            out.append(f"code cell {i}:\n--- committed\n{a[:1500]}\n--- fresh run\n{b[:1500]}")
+    return out
+
+
+def wall_clock_lines_in(text: str) -> list[str]:
+    return [line for line in text.splitlines() if WALL_CLOCK.search(line)]
+
+
+def wall_clock_lines(nb) -> list[str]:
+    """The printed lines that read like a wall-clock time."""
+    return [line for text in text_outputs(nb) for line in wall_clock_lines_in(text)]
 
 
 def build(src: Path, run: bool = True, allow_errors: bool = False) -> float:

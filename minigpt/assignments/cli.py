@@ -73,6 +73,9 @@ def add_commands(sub) -> None:
                    help="grade only this task (repeatable; default: all)")
     q.set_defaults(func=_guarded(cmd_grade))
 
+    from .notebooks import add_command as add_notebooks_command  # release-notebooks
+    add_notebooks_command(asub, _guarded)
+
 
 def _guarded(fn):
     def run(args) -> int:
