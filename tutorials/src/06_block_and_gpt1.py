@@ -23,7 +23,7 @@ from minigpt.model import Block
 
 rng = np.random.default_rng(0)
 minigpt.use("reference")  # run the reference ops of minigpt/ops/, the code shown here
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams["figure.dpi"] = 120
 
 # %% [markdown]
 # ## The block, as code
@@ -86,15 +86,15 @@ for k, v in parts.items():
 print(f"{'GPT-1 total':32s} {total:>12,}")
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 2.6))
-left = 0
-for k, v in parts.items():
-    ax.barh(0, v / 1e6, left=left, label=k)
-    left += v / 1e6
-ax.set_yticks([])
+fig, ax = plt.subplots(figsize=(7, 2.8))
+names = list(parts)[::-1]
+millions = [parts[k] / 1e6 for k in names]
+ax.barh(names, millions, color="tab:blue")
+for i, m_ in enumerate(millions):
+    ax.text(m_ + 0.5, i, f"{m_:.2f}M", va="center", fontsize=9)
 ax.set_xlabel("millions of parameters")
-ax.set_title("GPT-1's 116.5M parameters")
-ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2)
+ax.set_xlim(0, max(millions) * 1.2)
+ax.set_title(f"GPT-1's {total / 1e6:.1f}M parameters, by component")
 plt.tight_layout()
 plt.show()
 
@@ -142,21 +142,75 @@ print(tr.table("forward"))
 print(tr.table(("backward", "params")))
 
 # %% [markdown]
-# Things to read off the tables: at init the queries and keys get almost no gradient (all
-# scores are near 0, so the softmax is flat and insensitive to them), while the values do;
-# `tokens_embed.weight` is used twice (the lookup, and transposed as the output layer), and its
-# gradient is the sum of both. In a notebook the trace also shows itself as an HTML table:
+# Things to read off the tables: `tokens_embed.weight` is used twice (the lookup, and
+# transposed as the output layer), and its gradient is the sum of both. And at init the
+# queries and keys get almost no gradient while the values do. Why? Not because the softmax
+# is flat: a flat softmax is at its *most* sensitive (its Jacobian
+# $\text{diag}(P) - PP^T$ shrinks to zero as $P$ becomes one-hot, and is largest near uniform).
+# The reason is in the backward's formulas (notebook 3): $dP = dO\,V^T$, $dS = P \odot (dP -
+# \ldots)$, then $dQ = dS\,K/\sqrt{hs}$ and $dK = dS^T Q/\sqrt{hs}$. So $dQ$ carries two small
+# factors, $|V|$ and $|K|$, and $dK$ two, $|V|$ and $|Q|$; $dV = P^T dO$ carries none (rows of
+# $P$ sum to 1). At init $q$, $k$, $v$ are tiny ($0.02$-scale weights applied to $0.02$-scale
+# embeddings). Measured: scale the key and value columns of `c_attn` by $s$ and watch the
+# gradient norms.
+
+# %%
+def qkv_gradients(s):
+    """rms of q, k, v and the norms of their gradients, with k's and v's weights times s."""
+    m_ = minigpt.GPT(minigpt.GPTConfig(vocab_size=V, n_ctx=16, n_layer=1, n_embd=32, n_head=4), seed=0).eval()
+    m_.h[0].attn.c_attn.weight.data[:, 32:] *= s            # columns C..3C: k and v
+    rows = [r for r in minigpt.trace(m_, idx[:2, :8], targets[:2, :8]).ops if r.op == "GetItem"][:3]
+    return [math.hypot(r.mean, r.std) for r in rows], [r.grad_norm for r in rows]
+
+scan = {s_: qkv_gradients(s_) for s_ in (1, 3, 10)}
+for s_, (rms, grads) in scan.items():
+    print(f"s = {s_:2d}: rms q {rms[0]:.4f} k {rms[1]:.4f} v {rms[2]:.4f}   "
+          f"|dq| {grads[0]:.2e}  |dk| {grads[1]:.2e}  |dv| {grads[2]:.2e}")
+gain = {name: scan[10][1][i] / scan[1][1][i] for i, name in enumerate("qkv")}
+print(f"s = 1 -> 10: |dq| x{gain['q']:.0f} (|k| and |v| both x10), |dk| x{gain['k']:.0f} "
+      f"(|v| x10, |q| unchanged), |dv| x{gain['v']:.2f}")
+flat, peaked = np.full(8, 1 / 8), np.exp(np.arange(8) * 5.0) / np.exp(np.arange(8) * 5.0).sum()
+jac_norm = lambda p_: np.linalg.norm(np.diag(p_) - np.outer(p_, p_), 2)
+print(f"softmax Jacobian norm: flat P {jac_norm(flat):.3f}, peaked P (max {peaked.max():.2f}) "
+      f"{jac_norm(peaked):.3f}")
+
+# %% [markdown]
+# In a notebook the trace also shows itself as an HTML table:
 
 # %%
 tr
 
 # %% [markdown]
-# ## Exercises
-# 1. Re-count the parameters of GPT-1 fine-tuned on a 3-way task: 3 special tokens and a
-#    $C \times 3$ classifier with bias.
-# 2. Why does the trace show the gradient norm of `h.0.attn.c_attn.bias` far larger than its
-#    weight's at init? (Hint: which part of `c_attn` is the value projection?)
-# 3. Change the init std from 0.02 to 1.0 and look at the loss at init. What does the trace
+# ## Exercise: the parameters of a fine-tuned GPT-1
+# Fine-tuning adds GPT-1's three special tokens (start, delimiter, extract: three new rows of
+# $W_e$) and a linear classifier on the last hidden state ($C \times K$ weights and $K$
+# biases). Write the count; the check builds a small fine-tuning model with
+# `minigpt.training` and compares. (The special tokens are task `transforms.*` of
+# `minigpt assignments`.)
+
+# %%
+def finetuned_parameters(c, n_special, n_classes):
+    """The parameter count of GPT `c` with n_special new tokens and a K-way linear head."""
+    # TODO: start from count_by_component(c), add the new rows and the head
+    ### BEGIN SOLUTION
+    return sum(count_by_component(c).values()) + n_special * c.n_embd \
+        + c.n_embd * n_classes + n_classes
+    ### END SOLUTION
+
+from minigpt.training import TaskModel, make_head
+small = minigpt.GPTConfig.preset("tiny")
+base = minigpt.GPT(small)
+base.resize_token_embeddings(small.vocab_size + 3)
+built = TaskModel(base, make_head("classify", small.n_embd, 3, pdrop=0.0), "classify").num_parameters()
+ft_error = abs(finetuned_parameters(small, 3, 3) - built) / built
+print(f"tiny preset + 3 tokens + 3-way head: {built:,} built; relative error {ft_error:.1e}")
+print(f"GPT-1 fine-tuned on a 3-way task: {finetuned_parameters(gpt1, 3, 3):,} parameters")
+
+# %% [markdown]
+# ## More exercises
+# 1. From the formulas above: at init, which of `c_attn`'s three weight blocks (q, k or v
+#    columns) gets the largest gradient, and why? Check it in the `params` table.
+# 2. Change the init std from 0.02 to 1.0 and look at the loss at init. What does the trace
 #    say about the logits?
 
 # %%
@@ -167,5 +221,8 @@ q_grad = [r for r in tr.ops if r.op == "GetItem"][:2]        # q and k, sliced f
 v_grad = [r for r in tr.ops if r.op == "GetItem"][2]
 assert max(r.grad_norm for r in q_grad) < 1e-2 * v_grad.grad_norm
 assert [r.op for r in tr.ops if "tokens_embed.weight" in r.inputs] == ["Embedding", "Transpose"]
+assert 50 < gain["q"] < 200 and 5 < gain["k"] < 20 and 0.8 < gain["v"] < 1.25   # |dq| ~ |k||v|
+assert jac_norm(flat) > 3 * jac_norm(peaked)             # a flat softmax is the sensitive one
+assert ft_error == 0
 assert np.isclose(tr.param("h.0.ln_1.weight").grad_norm, np.linalg.norm(one.h[0].ln_1.weight.grad))
 print("all claims hold")
