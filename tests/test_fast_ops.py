@@ -411,3 +411,33 @@ def test_linear_tiers_agree_on_blocks_split_over_threads(shape, n_split, transpo
         assert_tiers_agree("linear", F.linear, [x, W, rng.standard_normal(n_out)], dtype)
     # per dtype: y (once for its shape, once in the run), dx and dW; the reference splits none
     assert sum(k == 2 for k in split) == 2 * n_split, split
+
+
+@pytest.mark.parametrize("B, nh, padded, dropout", [(4, 1, True, False), (1, 4, False, True),
+                                                    (3, 2, True, True)])
+def test_attention_tiers_agree_on_blocks_split_over_threads(B, nh, padded, dropout, monkeypatch):
+    """Large enough for the blocks to be split over two threads: along the batch when it has
+    more entries than the heads (a one-head model must not run on one core), else along the
+    heads; with a padding mask (B, 1, Tq, Tk) and attention dropout too."""
+    from minigpt.fast import runtime
+    split = []
+    in_parallel = runtime.in_parallel
+
+    def counting(fn, n, unit=1):
+        blocks = []
+        in_parallel(lambda s: (blocks.append(s), fn(s)), n, unit)
+        split.append((n, len(blocks)))
+
+    monkeypatch.setattr(runtime, "in_parallel", counting)
+    monkeypatch.setenv("MINIGPT_NUM_THREADS", "2")
+    rng = np.random.default_rng(3)
+    T, hs = 300, 8
+    pad = (rng.random((B, T)) >= 0.3).astype(np.int64) if padded else None
+    p = 0.2 if dropout else 0.0
+
+    def fn(q, k, v, rng=None):
+        return F.attention(q, k, v, causal=True, padding_mask=pad, dropout_p=p, rng=rng)
+
+    arrays = [rng.standard_normal((B, nh, T, hs)) for _ in range(3)]
+    assert_tiers_agree("attention", fn, arrays, np.float64, rng_seed=5 if dropout else None)
+    assert split and all(k == 2 and n == max(B, nh) for n, k in split), split

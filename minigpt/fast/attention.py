@@ -4,7 +4,8 @@ What changes vs ops/attention.py, and why:
 - Heads run in blocks on our own threads with BLAS single-threaded inside
   (runtime.run_blocks_blas): OpenBLAS would otherwise wake its threads for each of the
   B * nh small (Tq, hs) @ (hs, Tk) products (measured under load: 96 such products 200 ms
-  with 2 BLAS threads, 11 ms with one).
+  with 2 BLAS threads, 11 ms with one). The blocks split whichever of the batch and the
+  heads has more entries: a one-head model with a batch of 32 must not run on one core.
 - The scale is folded into q (smaller than S); the mask is added (0 or -inf) instead of
   selected with `where`; softmax runs in place in S's buffer and its row sums are
   matrix-vector products with ones (BLAS).
@@ -49,12 +50,13 @@ class FastAttention(Function):
         O = out.transpose(0, 2, 1, 3)  # (B, nh, Tq, hs), a strided view of out
         ones = xp.ones(Tk, dtype=q.dtype)
 
-        def heads(h):  # everything below for the heads h only (S[:, h] etc.)
-            xp.multiply(q[:, h], scale, out=qs[:, h])  # fold the scale into q (smaller than S)
-            xp.matmul(qs[:, h], k[:, h].swapaxes(-1, -2), out=S[:, h])  # (Tq, hs) @ (hs, Tk)
-            Sh = S[:, h]
-            if add_mask is not None:
-                Sh += add_mask  # additive mask: (Tq, Tk) or (B, 1, Tq, Tk)
+        def heads(s):  # everything below for one block only (S[h] etc.: some heads or rows)
+            h = block(s)
+            xp.multiply(q[h], scale, out=qs[h])  # fold the scale into q (smaller than S)
+            xp.matmul(qs[h], k[h].swapaxes(-1, -2), out=S[h])  # (Tq, hs) @ (hs, Tk)
+            Sh = S[h]
+            if add_mask is not None:  # additive mask: (Tq, Tk) or (B, 1, Tq, Tk)
+                Sh += add_mask if add_mask.ndim == 2 or by_heads else add_mask[s]
             m = Sh.max(axis=-1, keepdims=True)  # (B, h, Tq, 1)
             m[~xp.isfinite(m)] = 0  # fully masked rows: exp(-inf - 0) = 0 everywhere
             Sh -= m
@@ -62,9 +64,10 @@ class FastAttention(Function):
             den = Sh @ ones  # row sums as a matvec: (B, h, Tq)
             den[den == 0] = 1  # rows with no visible key stay all zeros
             Sh *= (dt(1.0) / den)[..., None]  # P
-            xp.matmul(Sh if D is None else Sh * D[:, h], v[:, h], out=O[:, h])  # (Tq, Tk) @ (Tk, hs)
+            xp.matmul(Sh if D is None else Sh * D[h], v[h], out=O[h])  # (Tq, Tk) @ (Tk, hs)
 
-        run_blocks_blas(xp, heads, nh, B * Tq * Tk)
+        by_heads, block = blocks_of(B, nh)
+        run_blocks_blas(xp, heads, max(B, nh), min(B, nh) * Tq * Tk)
         self.save(qs, k, v, S, D, O)
         self.scale = scale
         return O
@@ -77,22 +80,34 @@ class FastAttention(Function):
         ones = xp.ones(O.shape[-1], dtype=O.dtype)
         B, nh, Tq, Tk = P.shape
 
-        def heads(h):
-            PD = P[:, h] if D is None else P[:, h] * D[:, h]
-            xp.matmul(PD.swapaxes(-1, -2), g[:, h], out=dv[:, h])  # dv = PD^T g: (Tk, Tq) @ (Tq, hs)
-            dSh = dS[:, h]
-            xp.matmul(g[:, h], v[:, h].swapaxes(-1, -2), out=dSh)  # dP = g v^T: (Tq, hs) @ (hs, Tk)
+        def heads(s):
+            h = block(s)
+            PD = P[h] if D is None else P[h] * D[h]
+            xp.matmul(PD.swapaxes(-1, -2), g[h], out=dv[h])  # dv = PD^T g: (Tk, Tq) @ (Tq, hs)
+            dSh = dS[h]
+            xp.matmul(g[h], v[h].swapaxes(-1, -2), out=dSh)  # dP = g v^T: (Tq, hs) @ (hs, Tk)
             if D is not None:
-                dSh *= D[:, h]
-            r = (g[:, h] * O[:, h]) @ ones  # rowsum(dP * P) = rowsum(g * O), (B, h, Tq)
+                dSh *= D[h]
+            r = (g[h] * O[h]) @ ones  # rowsum(dP * P) = rowsum(g * O), (b, h, Tq)
             dSh -= r[..., None]
-            dSh *= P[:, h]  # dS = P * (dP - rowsum(dP * P))
-            xp.matmul(dSh, k[:, h], out=dq[:, h])  # (Tq, Tk) @ (Tk, hs)
-            dq[:, h] *= self.scale
-            xp.matmul(dSh.swapaxes(-1, -2), qs[:, h], out=dk[:, h])  # qs carries the scale
+            dSh *= P[h]  # dS = P * (dP - rowsum(dP * P))
+            xp.matmul(dSh, k[h], out=dq[h])  # (Tq, Tk) @ (Tk, hs)
+            dq[h] *= self.scale
+            xp.matmul(dSh.swapaxes(-1, -2), qs[h], out=dk[h])  # qs carries the scale
 
-        run_blocks_blas(xp, heads, nh, B * Tq * Tk)
+        _, block = blocks_of(B, nh)
+        run_blocks_blas(xp, heads, max(B, nh), min(B, nh) * Tq * Tk)
         return dq, dk, dv
+
+
+def blocks_of(B: int, nh: int):
+    """(by_heads, block): the (B, nh, ...) arrays are split into blocks along the heads when
+    there are at least as many heads as batch rows, else along the batch; block(s) turns a
+    slice of that axis into the index of one block (S[block(s)] is (B, h, Tq, Tk) or
+    (b, nh, Tq, Tk))."""
+    if nh >= B:
+        return True, lambda s: (slice(None), s)
+    return False, lambda s: (s,)
 
 
 dispatch.register("attention", "fast", FastAttention)

@@ -12,7 +12,9 @@ from .. import dispatch
 from ..autograd import Function
 from ..backend import get_array_module
 
-__all__ = ["FastEmbedding", "scatter_add_rows"]
+__all__ = ["FastEmbedding", "scatter_add_rows", "SCATTER_SORT_MIN"]
+
+SCATTER_SORT_MIN = 1024  # elements of rows; below, np.add.at is faster (measured: 1 id 2 vs 15 us)
 
 
 def scatter_add_rows(out, ids, rows):
@@ -23,9 +25,15 @@ def scatter_add_rows(out, ids, rows):
         return
     if ids.size == 0:  # an empty batch: nothing to add (reduceat needs at least one run)
         return
+    if rows.size < SCATTER_SORT_MIN:  # a few rows (one sampled token): the sort costs more
+        np.add.at(out, ids, rows)
+        return
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # first of each run
+    new_run = np.empty(sorted_ids.size, dtype=bool)
+    new_run[0] = True
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=new_run[1:])
+    starts = np.flatnonzero(new_run)  # first of each run (np.r_ cost more than the op at 1 id)
     out[sorted_ids[starts]] += np.add.reduceat(rows[order], starts, axis=0)
 
 

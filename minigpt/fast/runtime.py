@@ -34,9 +34,14 @@ from ..backend import get_array_module
 from ..settings import config
 
 __all__ = ["num_threads", "in_parallel", "in_parallel_blas", "run_blocks", "run_blocks_blas",
-           "blas_single_thread", "sum_rows", "PARALLEL_MIN"]
+           "blas_single_thread", "sum_rows", "PARALLEL_MIN", "BLAS_CONTEXT_MIN"]
 
 PARALLEL_MIN = 1 << 17  # elements; below this, thread hand-offs cost more than they save
+# elements; below this the BLAS thread switch (~4 us enter + exit) is skipped: OpenBLAS runs
+# products this small on the calling thread anyway (its own threshold is higher), and on one
+# sampled token's shapes the switch cost more than the op (issue 26's sweep: tuned ops at one
+# row 1.5-2x slower than the reference, from these switches and num_threads' environment reads)
+BLAS_CONTEXT_MIN = 1 << 12
 
 _POOL: ThreadPoolExecutor | None = None
 _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers  # scanned once
@@ -60,6 +65,9 @@ def in_parallel(fn, n: int, unit: int = 1) -> None:
     work runs inline on this thread.
     """
     global _POOL
+    if n * unit < 2 * PARALLEL_MIN:  # one block: no need to read the thread count (environment)
+        fn(slice(0, n))
+        return
     k = min(num_threads(), n * unit // PARALLEL_MIN, n)
     if k <= 1:
         fn(slice(0, n))
@@ -88,7 +96,10 @@ def blas_single_thread():
 
 def in_parallel_blas(fn, n: int, unit: int = 1) -> None:
     """in_parallel for blocks that call BLAS: our threads split the work, each block's BLAS
-    calls run single-threaded."""
+    calls run single-threaded (work under BLAS_CONTEXT_MIN elements: inline, no switch)."""
+    if n * unit < BLAS_CONTEXT_MIN:
+        fn(slice(0, n))
+        return
     with blas_single_thread():
         in_parallel(fn, n, unit)
 
@@ -113,5 +124,8 @@ def sum_rows(x2d):
     """Column sums of a (N, C) array as a matmul with a ones vector (several times faster
     than x.sum(0) in NumPy, since it runs on BLAS)."""
     xp = get_array_module(x2d)
+    ones = xp.ones(x2d.shape[0], dtype=x2d.dtype)
+    if x2d.size < BLAS_CONTEXT_MIN:
+        return ones @ x2d  # (N,) @ (N, C) -> (C,)
     with blas_single_thread():
-        return xp.ones(x2d.shape[0], dtype=x2d.dtype) @ x2d  # (N,) @ (N, C) -> (C,)
+        return ones @ x2d  # (N,) @ (N, C) -> (C,)
