@@ -8,6 +8,7 @@ import pytest
 from minigpt import GPT, GPTConfig, safetensors
 from minigpt.training import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from minigpt.optim import Adam
+from minigpt.runfolder import RunFolderError
 
 
 def small_model():
@@ -83,7 +84,7 @@ def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(safetensors, "save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(RunFolderError, match="disk full"):   # a named error, not a traceback
         save_checkpoint(tmp_path / "ckpt", small_model(), state={"step": 2})
     monkeypatch.undo()
     _, _, state = load_checkpoint(tmp_path / "ckpt")

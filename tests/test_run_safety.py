@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import minigpt.runfolder.swap as swap_mod
 import minigpt.training.checkpoint as ckpt_mod
 from minigpt import GPT, GPTConfig
-from minigpt.cli import main as cli_main
 from minigpt.tokenizers import BPETokenizer
 from minigpt.training import (CheckpointError, FinetuneConfig, TrainConfig, TrainingError,
                               clean_leftovers, finetune, load_checkpoint, plot_losses, pretrain,
                               read_metrics, save_checkpoint)
-from minigpt.training.checkpoint import CRASH_ENV, CRASH_EXIT_CODE, find_checkpoint
-from minigpt.training.loop import LOCK_FILE, PREVIOUS_RUN, RunDirectory
+from minigpt.runfolder import (CRASH_ENV, CRASH_EXIT_CODE, LOCK_FILE, PREVIOUS_RUN, RunDirectory,
+                               find_checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
 # single-threaded BLAS in the child processes: identical sums in every process, and no thread
@@ -97,6 +97,7 @@ def test_force_with_a_bad_argument_keeps_the_old_run(tmp_path, corpus, bad):
 
 
 def test_finetune_force_with_missing_data_or_corrupt_init_keeps_the_old_run(tmp_path, corpus):
+    from minigpt.cli import main as cli_main
     tok = BPETokenizer.train(corpus.read_text(), vocab_size=60)
     base = tmp_path / "base"
     save_checkpoint(base / "ckpt", GPT(GPTConfig(vocab_size=tok.vocab_size, n_ctx=16, n_layer=1,
@@ -352,7 +353,8 @@ def test_every_instant_of_the_swap_leaves_a_checkpoint(tmp_path, monkeypatch, po
     def crash(name):
         if name == point:
             raise Killed
-    monkeypatch.setattr(ckpt_mod, "crash_point", crash)
+    monkeypatch.setattr(ckpt_mod, "crash_point", crash)   # "writing"
+    monkeypatch.setattr(swap_mod, "crash_point", crash)   # the points of the swap itself
     with pytest.raises(Killed):
         save_checkpoint(tmp_path / "ckpt", small_model(1), state={"step": 3})
     monkeypatch.undo()
