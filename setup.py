@@ -17,11 +17,15 @@ setup(
     # finds them; a source checkout or an editable install reads kernels/ directly.
     packages=find_packages(include=["minigpt", "minigpt.*"]) + ["minigpt._cuda"],
     package_dir={"minigpt._cuda": "kernels"},
-    package_data={"minigpt._cuda": ["*.cu", "*.cuh"]},
+    package_data={"minigpt._cuda": ["*.cu", "*.cuh"],
+                  # minigpt explore's page: HTML, script and styles served or inlined by it
+                  "minigpt.explore": ["web/*.html", "web/*.js", "web/*.css"]},
     include_package_data=True,
     install_requires=["numpy>=1.24", "tqdm>=4.60", "threadpoolctl>=3.1"],
     extras_require={
         "dev": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7",
+                # drives the explorer's page in the system's Chromium (tests/test_explore.py)
+                "playwright>=1.40",
                 # the tutorials extra, so that `make test` executes the notebooks
                 "jupytext>=1.16", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         # the notebooks in tutorials/: build them from their sources and run them in a kernel

@@ -10,7 +10,7 @@ the backward pass (minigpt.trace of the prompt predicting itself) drawn from the
 the embeddings with the parameters' gradient norms; and the run's loss curves.
 
     data.py      Explorer: the numbers (attention weights, lens, trace, sampling)
-    page.py      the page's files (page/index.html, explore.js, explore.css) and --static
+    page.py      the page's files (web/index.html, explore.js, explore.css) and --static
     server.py    the local HTTP server: the page's own files and a JSON API
     command.py   add_arguments(parser) and run(args): the `minigpt explore` command
 """

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..checks import Rule, argparse_type
 from ..fileio import atomic_write_text
-from ..training import CheckpointError, load_checkpoint, read_metrics, resolve_checkpoint
-from ..training.loop import METRICS_FILE
+from ..runfolder import METRICS_FILE, CheckpointError, read_metrics, resolve_checkpoint
+from ..training import load_checkpoint
 from .data import Explorer, PromptError
 from .page import static_html
 from .server import make_server

@@ -1,4 +1,4 @@
-"""The page's files (index.html, explore.js, explore.css: package data in `page/`) and the
+"""The page's files (index.html, explore.js, explore.css: package data in `web/`) and the
 one-file export that inlines them with the data.
 
 The same index.html serves both ways. It names its script and style sheet by relative URL and
@@ -18,7 +18,7 @@ from importlib import resources
 
 __all__ = ["PAGE_FILES", "read_page_file", "page_html", "static_html", "data_json"]
 
-# the page's files: URL path -> (file in page/, content type). The server serves these and
+# the page's files: URL path -> (file in web/, content type). The server serves these and
 # nothing else (no path from a request ever reaches the file system).
 PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -38,7 +38,7 @@ def read_page_file(name: str) -> str:
     """The text of one of the page's files (a name from PAGE_FILES)."""
     if name not in {f for f, _ in PAGE_FILES.values()}:
         raise KeyError(f"{name!r} is not one of the explorer page's files")
-    return resources.files(__package__).joinpath("page", name).read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath("web", name).read_text(encoding="utf-8")
 
 
 def data_json(data: dict) -> str:
