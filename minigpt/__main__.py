@@ -1,3 +1,4 @@
+"""`python -m minigpt ...`: the same as the `minigpt` command (minigpt/cli/)."""
 import sys
 
 from .cli import main

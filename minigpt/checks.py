@@ -1,15 +1,23 @@
-"""The documented ranges of numeric arguments, and the short-list rule for error messages.
+"""The documented ranges of arguments, each setting's one definition, and the short-list rule.
 
 One copy of each rule, used twice: the command line checks every argument at parse time
 (`minigpt.cli` turns these rules into argparse types, so `--steps 0` is "argument --steps: must
 be an integer >= 1, got 0"), and the library checks the same values where an API user passes
 them (TrainConfig, generate(), ...).
 
+A config field is declared once, with its rule and its help text, by `setting`:
+
+    steps: int = setting(1000, positive_int, "optimizer updates")
+
+`check_fields(config)` applies every field's rule (and its choices) and the command line's
+options are generated from the same fields (minigpt/cli/options.py).
+
     positive_int(0, "steps")  ->  ValueError: steps must be an integer >= 1, got 0
     short_list(range(1800))   ->  "0, 1, 2, 3, 4 and 1,795 more"
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
@@ -76,13 +84,32 @@ def argparse_type(rule: Rule):
     return convert
 
 
-def check_fields(obj, rules: dict) -> None:
-    """Apply `rules` ({field: Rule}) to the attributes of a config object (a field that is
-    None is an option left unset, and is skipped)."""
-    for field, rule in rules.items():
-        value = getattr(obj, field)
-        if value is not None:
-            rule(value, field)
+def setting(default, rule: Rule | None = None, help: str = "", *, choices=None,
+            metavar: str | None = None, flag: str | None = None):
+    """A config field declared once: its default, its range rule (None: any text, or a flag
+    for a bool), the help text of its command-line option, and, for a choice among names,
+    `choices`. `flag` renames the option (a bool that defaults to True is switched off by
+    `--no-NAME`, or by `flag`). A dataclasses.field whose metadata check_fields and the
+    command line read."""
+    meta = {"rule": rule, "help": help, "choices": tuple(choices) if choices else None,
+            "metavar": metavar, "flag": flag}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_fields(config) -> None:
+    """Apply every field's rule and choices (declared with `setting`) to a config object: a
+    ValueError naming the field and the allowed values. A field that is None is an option
+    left unset, and is skipped."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ValueError(f"unknown {f.name} {value!r}; choose one of {', '.join(choices)}")
+        rule = f.metadata.get("rule")
+        if rule is not None:
+            rule(value, f.name)
 
 
 def short_list(items, limit: int = 5, quote: bool = False) -> str:

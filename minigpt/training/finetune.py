@@ -8,8 +8,14 @@ Defaults are GPT-1's release: Adam lr 6.25e-5, batch 32 (examples), 3 epochs, `w
 with warm-up over 0.2% of the updates, weight decay 0.01 on matrices, gradient norm clipped
 at 1, dropout 0.1 on the classifier input (and the pretrained model's own dropout).
 
+`finetune(cfg)` is one plain loop, read top to bottom like pretraining's: a batch in the
+epoch's order, L3, the NaN guard, backward, clip and step (Adam), a metrics row, stop between
+updates on Ctrl-C; then the held-out evaluation and the checkpoint. Each FinetuneConfig
+setting is declared once, with its range and help text; `minigpt finetune`'s options are
+generated from the fields.
+
 A run directory (`--out`; an existing run is replaced only with --force, and only once the
-new run's checkpoint is written; locked while a process writes there, see loop.py):
+new run's checkpoint is written; locked while a process writes there, see minigpt.runfolder):
     ckpt/          the fine-tuned checkpoint: a normal minigpt checkpoint of the transformer
                    (config.json, model.safetensors, tokenizer with the special tokens,
                    state.json) plus head.safetensors and task.json (task, label names, head)
@@ -32,60 +38,70 @@ import numpy as np
 from .. import random as mgrandom
 from .. import safetensors
 from ..autograd import no_grad
-from ..checks import (argparse_type, check_fields, fraction, nonneg_float, nonneg_int,
-                      positive_float, positive_int)
+from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive_float,
+                      positive_int, setting)
 from ..model import GPT
 from ..optim import Adam, warmup_linear
 from ..tasks import (TASKS, TaskData, TaskEncoder, Truncation, accuracy, add_special_tokens,
                      collate, entity_prf, lm_targets, load_task_data, read_user_file,
                      special_ids)
 from ..fileio import atomic_write_text
-from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from ..runfolder import CheckpointError, RunDirectory, resolve_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .heads import TaskModel, make_head, task_loss
-from .loop import Run, RunDirectory, run_loop
+from .run import Run, check_finite
 
-__all__ = ["FinetuneConfig", "finetune", "evaluate_task", "predict", "load_base",
-           "save_finetuned", "load_finetuned", "fixed_subset", "TASK_FILE", "HEAD_FILE"]
+__all__ = ["FinetuneConfig", "finetune", "finetune_loss", "evaluate_task", "predict",
+           "load_base", "save_finetuned", "load_finetuned", "fixed_subset", "TASK_FILE",
+           "HEAD_FILE"]
 
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
 TASK_FORMAT = "minigpt-finetuned"
 
 
-# the documented range of each numeric FinetuneConfig field (the CLI checks the same at parse time)
-FINETUNE_RULES = {
-    "lm_coef": nonneg_float, "epochs": positive_int, "batch_size": positive_int,
-    "lr": positive_float, "warmup": fraction, "weight_decay": nonneg_float,
-    "max_grad_norm": positive_float, "clf_pdrop": fraction, "seed": nonneg_int,
-    "max_train": positive_int, "max_test": positive_int, "eval_batch_size": positive_int,
-}
-
-
 @dataclass
 class FinetuneConfig:
-    task: str = "classify"
-    data: str = "rotten_tomatoes"
-    init: str | None = None            # pretrained run/checkpoint dir (or a HuggingFace dir)
-    out: str | None = None             # run directory; None: no files (library use)
-    test: str | None = None            # a user test file (default: every 10th example held out)
-    lm_coef: float = 0.5               # lambda of L3 = L2 + lambda * L1
-    epochs: int = 3
-    batch_size: int = 32               # examples per update (a choice example is K sequences)
-    lr: float = 6.25e-5
-    warmup: float = 0.002              # fraction of the updates with linear warm-up
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    clf_pdrop: float = 0.1
-    seed: int = 42
-    pretrained: bool = True            # False: the same architecture with random weights
-    max_train: int | None = None       # use a fixed random subset of the training examples
-    max_test: int | None = None        # evaluate on a fixed random subset of the test split
-    eval_batch_size: int = 64
+    """Fine-tuning settings. Each field is declared once with its range and help text
+    (checks.setting): a value outside its range is a ValueError here, and `minigpt finetune`
+    has one option per field, generated from it. Defaults: GPT-1's release."""
+    task: str = setting("classify", None, "the input transformation and head (the paper's "
+                        "figure 1)", choices=TASKS)
+    data: str = setting("rotten_tomatoes", None, "built-in data set (rotten_tomatoes, "
+                        "shakespeare_genre, shakespeare_reply, shakespeare_same_play, "
+                        "shakespeare_next_speech, shakespeare_names) or a file: .tsv/.csv/"
+                        ".jsonl, CoNLL for tag, Story-Cloze .csv for choice")
+    init: str | None = setting(None, None, "pretrained run or checkpoint directory (or a "
+                               "HuggingFace directory)")
+    out: str | None = setting(None, None, "run directory for the fine-tuned checkpoint (in the "
+                              "library, None: no files)")
+    test: str | None = setting(None, None, "test file for a user --data file (default: every "
+                               "10th example of --data is held out)")
+    lm_coef: float = setting(0.5, nonneg_float, "lambda of L3 = L2 + lambda * L1, the weight of "
+                             "the auxiliary LM loss (0 switches it off)")
+    epochs: int = setting(3, positive_int, "passes over the training examples")
+    batch_size: int = setting(32, positive_int, "examples per update (a choice example is K "
+                              "sequences)")
+    lr: float = setting(6.25e-5, positive_float, "peak learning rate")
+    warmup: float = setting(0.002, fraction, "fraction of the updates spent warming up "
+                            "(linear), then linear decay")
+    weight_decay: float = setting(0.01, nonneg_float, "decoupled weight decay of matrices and "
+                                  "embeddings")
+    max_grad_norm: float = setting(1.0, positive_float, "clip the global gradient norm to this")
+    clf_pdrop: float = setting(0.1, fraction, "classifier dropout, in [0, 1)")
+    seed: int = setting(42, nonneg_int, "seed of the head, the special tokens' rows, the order "
+                        "of the examples and dropout")
+    pretrained: bool = setting(True, None, "ablation: the --init architecture and tokenizer, "
+                               "random weights", flag="--no-pretrain")
+    max_train: int | None = setting(None, positive_int, "train on a fixed random subset of N "
+                                    "examples", metavar="N")
+    max_test: int | None = setting(None, positive_int, "evaluate on a fixed random subset of N "
+                                   "examples", metavar="N")
+    eval_batch_size: int = setting(64, positive_int, "examples per batch in the held-out "
+                                   "evaluation")
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
-        check_fields(self, FINETUNE_RULES)
+        check_fields(self)  # every field's range, and the task among TASKS
 
 
 # ----------------------------------------------------------------------------- model loading
@@ -221,6 +237,18 @@ def fixed_subset(examples, n, seed=0):
     return [examples[i] for i in keep]
 
 
+def finetune_loss(model: TaskModel, batch, task: str, lm_coef: float):
+    """(L3, L2, L1) of one collated batch, as Tensors: L2 the task loss of the head's logits,
+    L1 the language-model loss of the same tokens (padding excluded), L3 = L2 + lm_coef * L1.
+    With lm_coef 0, L1 is not computed: (L2, L2, None)."""
+    logits, h = model(batch.idx, batch.mask, batch.extract, batch.group)
+    l2 = task_loss(task, logits, batch.labels)
+    if lm_coef <= 0:
+        return l2, l2, None
+    l1 = model.lm_loss(h, lm_targets(batch.idx, batch.mask))
+    return l2 + l1 * lm_coef, l2, l1
+
+
 def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, log=print,
              data: TaskData | None = None, save: bool = True) -> dict:
     """Fine-tune `cfg.init` on a task; returns a summary with the held-out metrics.
@@ -273,37 +301,35 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
         f"{data.name} [{cfg.task}]: {cfg.epochs} epochs x {steps_per_epoch} updates of "
         f"{cfg.batch_size}, lr {cfg.lr:g}, lm_coef {cfg.lm_coef:g}")
 
-    order = {}
-
-    def batch_loss(step):
-        epoch, s = divmod(step, steps_per_epoch)
-        if s == 0:
-            order["perm"] = order_rng.permutation(len(train_enc))
-        perm = order["perm"]
-        b = collate([train_enc[i] for i in perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]],
-                    cfg.task)
-        logits, h = model(b.idx, b.mask, b.extract, b.group)
-        l2 = task_loss(cfg.task, logits, b.labels)
-        extra = {"epoch": epoch + 1, "task_loss": round(l2.item(), 6)}
-        if cfg.lm_coef <= 0:
-            return l2, extra
-        l1 = model.lm_loss(h, lm_targets(b.idx, b.mask))
-        extra["lm_loss"] = round(l1.item(), 6)
-        return l2 + l1 * cfg.lm_coef, extra
-
-    last = {}
-
-    def on_row(step, row):
-        last.clear()
-        last.update(row)
-
-    with Run(folder, progress=progress) as run:
+    with Run(folder, progress=progress) as run:  # --out locked from here
         run.start_progress(total, 0, f"finetune {cfg.task}")
         model.train()
-        status, step = run_loop(
-            run, optimizer=opt, batch_loss=batch_loss, start=0, total=total, on_row=on_row,
-            postfix=lambda row: {"loss": f"{row['loss']:.3f}", "task": f"{row['task_loss']:.3f}"},
-            what="update", hint="Try a lower --lr.")
+        status, steps_done, last = "completed", 0, {}
+        for step in range(1, total + 1):            # step: the number of this update
+            if run.stop_requested:                   # Ctrl-C: stop between two updates
+                status = "interrupted"
+                break
+            epoch, i = divmod(step - 1, steps_per_epoch)
+            if i == 0:                               # each epoch sees the examples in a new order
+                order = order_rng.permutation(len(train_enc))
+            picked = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            batch = collate([train_enc[k] for k in picked], cfg.task)  # idx, mask: (B*G, T)
+            loss, l2, l1 = finetune_loss(model, batch, cfg.task, cfg.lm_coef)  # L3, L2, L1
+            value = check_finite(loss, step, "Try a lower --lr.", what="update")
+            opt.zero_grad()
+            loss.backward()
+            # clip: opt.step() first scales every gradient so that their global norm is at
+            # most cfg.max_grad_norm, then makes Adam's update (optim.py)
+            opt.step()
+            steps_done = step
+
+            row = {"step": step, "loss": round(value, 6), "epoch": epoch + 1,
+                   "task_loss": round(l2.item(), 6)}
+            if l1 is not None:
+                row["lm_loss"] = round(l1.item(), 6)
+            row["lr"] = opt.last_lr
+            last = row
+            run.record(row, {"loss": f"{row['loss']:.3f}", "task": f"{row['task_loss']:.3f}"})
         run.end_progress()
         train_time = time.perf_counter() - t0
 
@@ -314,23 +340,24 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
         info = {"task": cfg.task, "labels": list(data.labels), "clf_pdrop": cfg.clf_pdrop,
                 "data": data.name, "data_source": data.source, "metrics": metrics,
                 "special_tokens": special_ids(tokenizer)}
-        summary = {"status": status, "step": step, "total_steps": total, "metrics": metrics,
+        summary = {"status": status, "step": steps_done, "total_steps": total, "metrics": metrics,
                    "last": dict(last), "seconds": round(time.perf_counter() - t0, 1),
                    "train_seconds": round(train_time, 1), "model": model,
                    "tokenizer": tokenizer, "labels": list(data.labels),
                    "truncated_train": tr_trunc.truncated_examples,
                    "truncated_test": te_trunc.truncated_examples}
         if save:
-            ckpt = run.checkpoint(lambda: save_finetuned(out / "ckpt", model, tokenizer, info, {
-                "step": step, "status": status, "finetune_config": dataclasses.asdict(cfg),
-                "last": dict(last)}))
+            ckpt = save_finetuned(out / "ckpt", model, tokenizer, info, {
+                "step": steps_done, "status": status, "finetune_config": dataclasses.asdict(cfg),
+                "last": dict(last)})
+            run.checkpoint_saved()
             atomic_write_text(out / "results.json", json.dumps({
-                "status": status, "step": step, "metrics": metrics, "data": data.name,
+                "status": status, "step": steps_done, "metrics": metrics, "data": data.name,
                 "task": cfg.task, "config": dataclasses.asdict(cfg),
                 "train_examples": len(train_enc), "test_examples": len(test_enc)}, indent=2))
             summary["ckpt"] = str(ckpt)
             if status == "interrupted":
-                log(f"interrupted at update {step} of {total}: checkpoint saved in {ckpt} "
+                log(f"interrupted at update {steps_done} of {total}: checkpoint saved in {ckpt} "
                     "(not evaluated)")
     return summary
 
@@ -385,70 +412,3 @@ def predict(ckpt, input_path, batch_size: int = 64, out=None, log=None) -> dict:
                    else f"accuracy {metrics['accuracy']:.4f}")
         log(f"{len(examples)} labelled examples in {input_path}: {summary}")
     return {"predictions": results, "metrics": metrics, "task": task}
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def add_commands(sub) -> None:
-    """Register `finetune` and `predict` on the `minigpt` command line's subparsers."""
-    d = FinetuneConfig()
-
-    def ranged(field):  # the argparse type of a FinetuneConfig field: its rule, at parse time
-        return argparse_type(FINETUNE_RULES[field])
-
-    p = sub.add_parser("finetune", help="fine-tune a pretrained model on a task (L2 + lambda*L1)")
-    p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--data", required=True,
-                   help="built-in data set (rotten_tomatoes, shakespeare_genre, shakespeare_reply,"
-                        " shakespeare_same_play, shakespeare_next_speech, shakespeare_names) or "
-                        "a file: .tsv/.csv/.jsonl, CoNLL for tag, Story-Cloze .csv for choice")
-    p.add_argument("--test", default=None, help="test file for a user --data file (default: "
-                   "every 10th example of --data is held out)")
-    p.add_argument("--init", required=True, help="pretrained run or checkpoint directory")
-    p.add_argument("--out", required=True, help="run directory for the fine-tuned checkpoint")
-    p.add_argument("--lm-coef", type=ranged("lm_coef"), default=d.lm_coef,
-                   help="lambda, weight of the auxiliary LM loss (0 switches it off)")
-    p.add_argument("--epochs", type=ranged("epochs"), default=d.epochs)
-    p.add_argument("--batch-size", type=ranged("batch_size"), default=d.batch_size)
-    p.add_argument("--lr", type=ranged("lr"), default=d.lr)
-    p.add_argument("--warmup", type=ranged("warmup"), default=d.warmup,
-                   help="fraction of the updates spent warming up (linear), then linear decay")
-    p.add_argument("--weight-decay", type=ranged("weight_decay"), default=d.weight_decay)
-    p.add_argument("--max-grad-norm", type=ranged("max_grad_norm"), default=d.max_grad_norm)
-    p.add_argument("--clf-pdrop", type=ranged("clf_pdrop"), default=d.clf_pdrop,
-                   help="classifier dropout, in [0, 1)")
-    p.add_argument("--seed", type=ranged("seed"), default=d.seed)
-    p.add_argument("--no-pretrain", action="store_true",
-                   help="ablation: the --init architecture and tokenizer, random weights")
-    p.add_argument("--max-train", type=ranged("max_train"), default=None,
-                   help="train on a random subset")
-    p.add_argument("--max-test", type=ranged("max_test"), default=None,
-                   help="evaluate on a random subset")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_finetune)
-
-    p = sub.add_parser("predict", help="predictions of a fine-tuned checkpoint for a file")
-    p.add_argument("--ckpt", required=True, help="fine-tuned run or checkpoint directory")
-    p.add_argument("--input", required=True, help="a file in the task's format (labels optional)")
-    p.add_argument("--batch-size", type=ranged("eval_batch_size"), default=64)
-    p.set_defaults(func=cmd_predict)
-
-
-def cmd_finetune(args) -> int:
-    cfg = FinetuneConfig(task=args.task, data=args.data, init=args.init, out=args.out,
-                         test=args.test, lm_coef=args.lm_coef, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-                         clf_pdrop=args.clf_pdrop, seed=args.seed,
-                         pretrained=not args.no_pretrain, max_train=args.max_train,
-                         max_test=args.max_test)
-    summary = finetune(cfg, force=args.force, progress=not args.no_progress)
-    print(f"{summary['status']} after {summary['step']} updates "
-          f"({summary['seconds']:.0f} s); checkpoint: {summary.get('ckpt')}")
-    return 130 if summary["status"] == "interrupted" else 0
-
-
-def cmd_predict(args) -> int:
-    predict(args.ckpt, args.input, batch_size=args.batch_size)
-    return 0

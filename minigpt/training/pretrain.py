@@ -1,17 +1,24 @@
 """Language-model pretraining (the paper's L1 objective) with safe, exactly resumable checkpoints.
 
+`pretrain(cfg)` is one plain loop, read top to bottom: draw a batch, the loss, the NaN guard,
+backward, clip and step (Adam), record a metrics row, evaluate every `eval_interval` steps,
+keep a snapshot every `snapshot_every` and a checkpoint every `ckpt_interval`, stop between
+steps on Ctrl-C. The pieces it calls: `Run` and `check_finite` (run.py), the run folder's
+safety (minigpt.runfolder), `save_checkpoint` (checkpoint.py).
+
 A run directory holds:
     ckpt/          the latest checkpoint (see checkpoint.py), replaced by a crash-proof swap
     snapshots/     with snapshot_every N: step-000500/ ... a checkpoint (weights, tokenizer,
                    state.json; no optimizer state) at every multiple of N and at the last
                    step, for accuracy-vs-pretraining-steps curves; each is loadable like ckpt/
-    metrics.jsonl  one JSON line per step: step, loss, lr, tokens/s, and val_loss when evaluated
+    metrics.jsonl  one JSON line per step: step, loss, lr, tokens_per_s, and val_loss when
+                   evaluated (tokens/s counts training time only: not evaluation or saving)
     loss.png       the loss curves (written at the end, when matplotlib is installed)
-    .lock          while a process trains there (see loop.py)
+    .lock          while a process trains there (see minigpt.runfolder)
 
 Every argument and input (ranges, preset, corpus) is checked before the run directory is
-touched; the folder guard, lock, Ctrl-C, progress bar and NaN stop are loop.py's, shared with
-fine-tuning.
+touched. Each setting of TrainConfig is declared once, with its range and help text; the
+`minigpt pretrain` options are generated from the fields.
 
 Resuming restores weights, Adam moments, the step, and both random streams (dropout and batch
 sampling), so a run stopped and resumed follows the uninterrupted run's loss curve exactly.
@@ -25,17 +32,21 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import data
 from .. import random as mgrandom
 from ..autograd import no_grad
 from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive_float,
-                      positive_int, short_list)
-from ..model import GPT, GPTConfig
+                      positive_int, setting, short_list)
+from ..model import GPT, PRESETS, GPTConfig
 from ..optim import Adam, warmup_cosine
-from .checkpoint import (CheckpointError, clean_leftovers, find_checkpoint, load_checkpoint,
-                         names_with_leftovers, resolve_checkpoint, save_checkpoint)
-from .loop import Run, RunDirectory, TrainingError, read_metrics, run_loop, write_metrics
+from ..tokenizers import BPETokenizer, CharTokenizer
+from ..runfolder import (METRICS_FILE, CheckpointError, RunDirectory, TrainingError,
+                         clean_leftovers, find_checkpoint, names_with_leftovers, read_metrics,
+                         resolve_checkpoint, write_metrics)
+from .checkpoint import load_checkpoint, save_checkpoint
+from .run import Run, check_finite
 
-__all__ = ["TrainConfig", "TRAIN_RULES", "pretrain", "evaluate", "evaluate_full", "plot_losses",
+__all__ = ["TrainConfig", "pretrain", "evaluate", "evaluate_full", "plot_losses",
            "snapshot_name", "SNAPSHOTS"]
 
 RESUME_KEYS = ("step", "train_config", "data_rng", "dropout_rng", "optimizer")
@@ -47,55 +58,56 @@ def snapshot_name(step: int) -> str:
     return f"step-{step:06d}"
 
 
-# the documented range of each numeric TrainConfig field (the CLI checks the same at parse time)
-TRAIN_RULES = {
-    "bpe_vocab_size": positive_int, "steps": positive_int, "batch_size": positive_int,
-    "block_size": positive_int, "n_layer": positive_int, "n_embd": positive_int,
-    "n_head": positive_int, "lr": positive_float, "warmup": nonneg_int,
-    "weight_decay": nonneg_float, "max_grad_norm": positive_float, "dropout": fraction,
-    "eval_interval": positive_int, "eval_batches": positive_int, "ckpt_interval": positive_int,
-    "snapshot_every": positive_int, "seed": nonneg_int,
-}
-
-
 @dataclass
 class TrainConfig:
-    """Pretraining arguments; a value outside its range (TRAIN_RULES) is a ValueError here."""
-    data: str = "shakespeare"
-    preset: str = "tiny"
-    tokenizer: str = "char"          # "char" or "bpe"
-    bpe_vocab_size: int = 1000
-    bpe_keep_case: bool = False       # True: BPE keeps capitals and accents (GPT-1's lowercases)
-    bpe_keep_newlines: bool = False   # True: each "\n" is a token of its own (GPT-1's: a space)
-    steps: int | None = 1000          # None with resume: keep the checkpoint's own
-    batch_size: int = 32
-    block_size: int | None = None     # default: the preset's n_ctx
-    n_layer: int | None = None        # override the preset's depth, width and heads
-    n_embd: int | None = None
-    n_head: int | None = None
-    lr: float = 2.5e-4                # GPT-1's max lr; small models like more (demo: 2e-3)
-    warmup: int = 100                 # GPT-1: 2000 updates
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    dropout: float | None = None      # override the preset's dropout (all three)
-    eval_interval: int = 100
-    eval_batches: int = 8
-    ckpt_interval: int = 200
-    snapshot_every: int | None = None  # keep OUT/snapshots/step-000500/ ... every N steps
-    seed: int = 1337
-    out: str = "runs/tiny"
+    """Pretraining settings. Each field is declared once with its range and help text
+    (checks.setting): a value outside its range is a ValueError here, and `minigpt pretrain`
+    has one option per field, generated from it (--batch-size for batch_size, ...)."""
+    data: str = setting("shakespeare", None, "'shakespeare' or a UTF-8 text file")
+    preset: str = setting("tiny", None, "model size; gpt1 is GPT-1's", choices=sorted(PRESETS))
+    tokenizer: str = setting("char", None, "char: one token per character; bpe: byte-pair "
+                             "encoding learned from the corpus", choices=("char", "bpe"))
+    bpe_vocab_size: int = setting(1000, positive_int, "the BPE vocabulary's size")
+    bpe_keep_case: bool = setting(False, None, "BPE keeps capitals and accents (GPT-1's "
+                                  "lowercases)")
+    bpe_keep_newlines: bool = setting(False, None, "BPE makes each newline a token (GPT-1's "
+                                      "reads it as a space)")
+    steps: int | None = setting(1000, positive_int, "optimizer updates")  # None: resume's own
+    batch_size: int = setting(32, positive_int, "sequences per update")
+    block_size: int | None = setting(None, positive_int, "context length (default and maximum: "
+                                     "the preset's n_ctx)")
+    n_layer: int | None = setting(None, positive_int, "override the preset's number of blocks")
+    n_embd: int | None = setting(None, positive_int, "override the preset's width (a multiple "
+                                 "of the heads)")
+    n_head: int | None = setting(None, positive_int, "override the preset's attention heads")
+    lr: float = setting(2.5e-4, positive_float, "peak learning rate; the default is GPT-1's, "
+                        "small models like more (the demo: 2e-3)")
+    warmup: int = setting(100, nonneg_int, "linear warm-up updates, then cosine to 0; GPT-1: "
+                          "2000")
+    weight_decay: float = setting(0.01, nonneg_float, "decoupled weight decay of matrices and "
+                                  "embeddings")
+    max_grad_norm: float = setting(1.0, positive_float, "clip the global gradient norm to this")
+    dropout: float | None = setting(None, fraction, "override the preset's dropout (all three), "
+                                    "in [0, 1)")
+    eval_interval: int = setting(100, positive_int, "evaluate every N steps and after the last")
+    eval_batches: int = setting(8, positive_int, "validation batches per evaluation")
+    ckpt_interval: int = setting(200, positive_int, "save a checkpoint every N steps and at the "
+                                 "end")
+    snapshot_every: int | None = setting(
+        None, positive_int, "also keep a loadable checkpoint of every N-th step and of the last "
+        "one in OUT/snapshots/step-000500/ ... (no optimizer state)", metavar="N")
+    seed: int = setting(1337, nonneg_int, "seed of the weights, the batches and dropout")
+    out: str = setting("runs/tiny", None, "run directory (checkpoint, metrics, loss.png)")
 
     def __post_init__(self):
-        check_fields(self, TRAIN_RULES)
-        if self.tokenizer not in ("char", "bpe"):
-            raise ValueError(f"unknown tokenizer {self.tokenizer!r}: expected 'char' or 'bpe'")
+        check_fields(self)  # every field's range and choices
         if self.tokenizer == "char":
             for name in ("bpe_keep_case", "bpe_keep_newlines"):
                 if getattr(self, name):
                     raise ValueError(f"{name} (--{name.replace('_', '-')}) is an option of the "
                                      "BPE tokenizer (--tokenizer bpe): the char tokenizer "
                                      "already keeps every character, capitals and newlines")
-        base = GPTConfig.preset(self.preset)  # ValueError naming the presets if unknown
+        base = GPTConfig.preset(self.preset)
         n_ctx = base.n_ctx
         try:
             GPTConfig.preset(self.preset, **self.size_overrides())
@@ -113,18 +125,137 @@ class TrainConfig:
                 if getattr(self, k) is not None}
 
 
-def _build_tokenizer(cfg: TrainConfig, corpus):
-    from ..tokenizers import BPETokenizer, CharTokenizer
-    if cfg.tokenizer == "char":
-        return CharTokenizer.train(corpus.train + corpus.val)
+# ----------------------------------------------------------------------------- the loop
+
+def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
+             log=print) -> dict:
+    """Train (or resume) a GPT language model; returns a summary dict of the run.
+
+    Order: arguments, corpus, tokenizer and model are checked first; only then is the run
+    directory taken (minigpt.runfolder.RunDirectory: lock, --force keeping the old run until
+    the new one's first checkpoint). cfg.steps None with resume: keep the checkpoint's own
+    --steps (and cfg.snapshot_every None: its own snapshot_every).
+    """
+    out = Path(cfg.out)
+    folder = RunDirectory(out, force=force, resume=resume, command="pretrain", log=log)
+    folder.check()
+    if not resume:  # everything a new run reads is checked before --out is touched
+        if cfg.steps is None:
+            raise ValueError("steps is required (None keeps a checkpoint's own steps, with "
+                             "resume only)")
+        corpus = data.load_corpus(cfg.data)
+        tokenizer = build_tokenizer(cfg, corpus)
+        model = GPT(model_config(cfg, tokenizer.vocab_size), seed=cfg.seed)
+        block = model.config.n_ctx  # = cfg.block_size when given
+        train_ids, val_ids = encode_splits(tokenizer, corpus, block)
+
+    with Run(folder, progress=progress, append_metrics=resume) as run:  # --out locked from here
+        state = {}
+        if resume:  # the checkpoint is read under the lock
+            model, tokenizer, state = load_checkpoint(out, with_optimizer_state=True)
+            cfg = resumed_config(out, state, cfg)
+            block = model.config.n_ctx
+            train_ids, val_ids = encode_splits(tokenizer, data.load_corpus(cfg.data), block)
+        opt = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                   max_grad_norm=cfg.max_grad_norm, schedule=warmup_cosine(cfg.warmup, cfg.steps))
+        data_rng = np.random.default_rng(cfg.seed)  # the batches' random stream
+        mgrandom.manual_seed(cfg.seed)               # dropout's
+        start = 0                                    # updates already made
+        if resume:
+            start = restore_training_state(out, state, opt, data_rng)
+            if start >= cfg.steps:
+                log(f"checkpoint is at step {start}, nothing to do for --steps {cfg.steps}")
+            keep_metrics_up_to(out / METRICS_FILE, start)
+        last_loss, last_val = state.get("last_loss"), state.get("last_val_loss")
+        ckpt_dir, snap_dir = out / "ckpt", out / SNAPSHOTS
+        if cfg.snapshot_every:
+            tidy_snapshots(snap_dir, log)
+        n_params = model.num_parameters()
+        log(f"model: {cfg.preset} preset, {n_params:,} parameters, vocab "
+            f"{model.config.vocab_size}, context {block}; data: {cfg.data} ({len(train_ids):,} "
+            f"train / {len(val_ids):,} val tokens)")
+        if cfg.snapshot_every and 0 < start and start % cfg.snapshot_every == 0:
+            # resumed at a multiple of N (--snapshot-every added on --resume)
+            save_snapshot(snap_dir, model, tokenizer, run_state(cfg, start, last_loss, last_val))
+        hint = f"The last good checkpoint (if any) is kept in {ckpt_dir}. Try a lower --lr."
+
+        run.start_progress(cfg.steps, start, "pretrain")
+        model.train()
+        status, steps_done = "completed", start
+        clock = time.perf_counter()                  # tokens/s: training time only
+        for step in range(start + 1, cfg.steps + 1):  # step: the number of this update
+            if run.stop_requested:                   # Ctrl-C: stop between two steps
+                status = "interrupted"
+                break
+            x, y = data.get_batch(train_ids, cfg.batch_size, block, data_rng)  # (B, T) each
+            loss = model.loss(x, y)                  # mean next-token cross-entropy
+            value = check_finite(loss, step, hint)   # NaN/inf: stop before the update
+            opt.zero_grad()
+            loss.backward()
+            # clip: opt.step() first scales every gradient so that their global norm is at
+            # most cfg.max_grad_norm, then makes Adam's update (optim.py)
+            opt.step()
+            steps_done = step
+
+            now = time.perf_counter()
+            row = {"step": step, "loss": round(value, 6), "lr": opt.last_lr,
+                   "tokens_per_s": round(x.size / (now - clock), 1)}
+            clock = now
+            last_loss = row["loss"]
+            if step % cfg.eval_interval == 0 or step == cfg.steps:
+                last_val = evaluate(model, val_ids, block, cfg.batch_size, cfg.eval_batches)
+                row["val_loss"] = round(last_val, 6)
+                clock = time.perf_counter()          # evaluation time is not training speed
+            run.record(row, progress_postfix(row, last_val))
+
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                # before the checkpoint of the same step: a crash in between is redone on --resume
+                save_snapshot(snap_dir, model, tokenizer, run_state(cfg, step, last_loss, last_val))
+                clock = time.perf_counter()
+            if step % cfg.ckpt_interval == 0 and step < cfg.steps:
+                save_checkpoint(ckpt_dir, model, tokenizer, opt,
+                                resume_state(cfg, step, last_loss, last_val, data_rng))
+                run.checkpoint_saved()
+                clock = time.perf_counter()          # nor is saving
+        run.end_progress()
+
+        if status == "completed" and cfg.snapshot_every:  # the last step, also off the grid of N
+            save_snapshot(snap_dir, model, tokenizer, run_state(cfg, steps_done, last_loss, last_val))
+        save_checkpoint(ckpt_dir, model, tokenizer, opt,
+                        resume_state(cfg, steps_done, last_loss, last_val, data_rng))
+        run.checkpoint_saved()
+        if status == "interrupted":
+            log(f"interrupted: checkpoint saved at step {steps_done} in {ckpt_dir} (continue "
+                "with --resume)")
+    png = plot_losses(out)
+    return {"status": status, "step": steps_done, "loss": last_loss, "val_loss": last_val,
+            "out": str(out), "ckpt": str(ckpt_dir), "parameters": n_params,
+            "snapshots": str(snap_dir) if cfg.snapshot_every else None, "model": model,
+            "tokenizer": tokenizer, "plot": str(png) if png else None}
+
+
+def progress_postfix(row: dict, last_val: float | None) -> dict:
+    """The progress bar's numbers: this step's loss and tokens/s, the last validation loss."""
+    post = {"loss": f"{row['loss']:.3f}", "tok/s": f"{row['tokens_per_s']:.0f}"}
+    if last_val is not None:
+        post["val"] = f"{last_val:.3f}"
+    return post
+
+
+# ----------------------------------------------------------------------------- setting up
+
+def build_tokenizer(cfg: TrainConfig, corpus):
+    """The tokenizer cfg.tokenizer names, learned from the corpus (char: every character of
+    both splits; bpe: merges learned from the training split)."""
     if cfg.tokenizer == "bpe":
         return BPETokenizer.train(corpus.train, vocab_size=cfg.bpe_vocab_size,
                                   lowercase=not cfg.bpe_keep_case,
                                   keep_newlines=cfg.bpe_keep_newlines)
-    raise TrainingError(f"unknown tokenizer {cfg.tokenizer!r}: expected 'char' or 'bpe'")
+    return CharTokenizer.train(corpus.train + corpus.val)
 
 
-def _model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
+def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
+    """The preset's GPTConfig with cfg's overrides (sizes, block_size as n_ctx, dropout)."""
     overrides = {"vocab_size": vocab_size, **cfg.size_overrides()}
     if cfg.block_size is not None:
         overrides["n_ctx"] = cfg.block_size
@@ -133,10 +264,21 @@ def _model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
     return GPTConfig.preset(cfg.preset, **overrides)
 
 
-def evaluate(model: GPT, data: np.ndarray, block_size: int, batch_size: int, n_batches: int,
+def encode_splits(tokenizer, corpus, block: int):
+    """(train ids, validation ids); a TrainingError if a split is shorter than one window."""
+    train_ids = data.encode_corpus(tokenizer, corpus.train)
+    val_ids = data.encode_corpus(tokenizer, corpus.val)
+    for name, ids in (("train", train_ids), ("validation", val_ids)):
+        if len(ids) <= block:
+            raise TrainingError(f"the {name} split has {len(ids)} tokens, fewer than "
+                                f"block_size + 1 = {block + 1}")
+    return train_ids, val_ids
+
+
+def evaluate(model: GPT, ids: np.ndarray, block_size: int, batch_size: int, n_batches: int,
              seed: int = 0) -> float:
-    """Mean loss on n_batches random windows drawn from a fresh generator (same windows each call)."""
-    from ..data import get_batch
+    """Mean loss on n_batches random windows of `ids` drawn from a fresh generator (the same
+    windows at each call)."""
     positive_int(n_batches, "n_batches")  # 0 batches would be a NaN mean
     rng = np.random.default_rng(seed)
     was_training = model.training
@@ -144,17 +286,18 @@ def evaluate(model: GPT, data: np.ndarray, block_size: int, batch_size: int, n_b
     losses = []
     with no_grad():
         for _ in range(n_batches):
-            x, y = get_batch(data, batch_size, block_size, rng)
+            x, y = data.get_batch(ids, batch_size, block_size, rng)  # (B, T) each
             losses.append(model.loss(x, y).item())
     model.train(was_training)
     return float(np.mean(losses))
 
 
-def evaluate_full(model: GPT, data: np.ndarray, block_size: int, batch_size: int = 16) -> float:
-    """Mean next-token loss over the whole sequence, in consecutive non-overlapping windows."""
-    n = (len(data) - 1) // block_size
+def evaluate_full(model: GPT, ids: np.ndarray, block_size: int, batch_size: int = 16) -> float:
+    """Mean next-token loss over the whole sequence `ids`, in consecutive non-overlapping
+    windows."""
+    n = (len(ids) - 1) // block_size
     if n == 0:
-        raise TrainingError(f"validation data has {len(data)} tokens, fewer than one window of "
+        raise TrainingError(f"validation data has {len(ids)} tokens, fewer than one window of "
                             f"{block_size + 1}")
     starts = np.arange(n) * block_size
     total, count = 0.0, 0
@@ -163,8 +306,8 @@ def evaluate_full(model: GPT, data: np.ndarray, block_size: int, batch_size: int
     with no_grad():
         for i in range(0, n, batch_size):
             s = starts[i:i + batch_size]
-            x = np.stack([data[j:j + block_size] for j in s]).astype(np.int64)
-            y = np.stack([data[j + 1:j + 1 + block_size] for j in s]).astype(np.int64)
+            x = np.stack([ids[j:j + block_size] for j in s]).astype(np.int64)  # (B, T)
+            y = np.stack([ids[j + 1:j + 1 + block_size] for j in s]).astype(np.int64)
             total += model.loss(x, y).item() * x.size
             count += x.size
     model.train(was_training)
@@ -180,7 +323,7 @@ def plot_losses(run_dir, out_png=None) -> Path | None:
     except ImportError:
         return None
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    rows = read_metrics(run_dir / METRICS_FILE)
     if not rows:
         return None
     out_png = Path(out_png or run_dir / "loss.png")
@@ -200,9 +343,11 @@ def plot_losses(run_dir, out_png=None) -> Path | None:
     return out_png
 
 
-def _resumed_config(out: Path, state: dict, cfg: TrainConfig) -> TrainConfig:
-    """The checkpoint's training arguments (with a new --steps, if given); CheckpointError
-    naming state.json when it is not a resumable pretraining state."""
+# ----------------------------------------------------------------------------- resuming
+
+def resumed_config(out: Path, state: dict, cfg: TrainConfig) -> TrainConfig:
+    """The checkpoint's training arguments (with a new --steps and --snapshot-every, if given);
+    CheckpointError naming state.json when it is not a resumable pretraining state."""
     state_file = resolve_checkpoint(out) / "state.json"
     missing = [k for k in RESUME_KEYS if k not in state]
     if missing:
@@ -228,160 +373,50 @@ def _resumed_config(out: Path, state: dict, cfg: TrainConfig) -> TrainConfig:
         snapshot_every=saved.snapshot_every if cfg.snapshot_every is None else cfg.snapshot_every)
 
 
-def _prepare_data(cfg: TrainConfig, tokenizer, corpus, block: int):
-    from ..data import encode_corpus
-    train_ids = encode_corpus(tokenizer, corpus.train)
-    val_ids = encode_corpus(tokenizer, corpus.val)
-    for name, ids in (("train", train_ids), ("validation", val_ids)):
-        if len(ids) <= block:
-            raise TrainingError(f"the {name} split has {len(ids)} tokens, fewer than "
-                                f"block_size + 1 = {block + 1}")
-    return train_ids, val_ids
+def restore_training_state(out: Path, state: dict, opt: Adam, data_rng) -> int:
+    """Put Adam's moments and both random streams (batches, dropout) back as the checkpoint
+    saved them; returns its step. A CheckpointError naming state.json if they do not fit."""
+    try:
+        opt.load_state_dict(state["optimizer"])
+        data_rng.bit_generator.state = state["data_rng"]
+        mgrandom.set_state(state["dropout_rng"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{resolve_checkpoint(out) / 'state.json'}: cannot restore "
+                              f"the optimizer or random state ({type(e).__name__}: {e})"
+                              ) from None
+    return int(state["step"])
 
 
-def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
-             log=print) -> dict:
-    """Train (or resume) a GPT language model; returns a summary dict of the run.
-
-    Order: arguments, corpus, tokenizer and model are checked first; only then is the run
-    directory taken (loop.RunDirectory: lock, --force keeping the old run until the new one's
-    first checkpoint). cfg.steps None with resume: keep the checkpoint's own --steps (and
-    cfg.snapshot_every None: its own snapshot_every).
-    """
-    from ..data import get_batch, load_corpus
-
-    out = Path(cfg.out)
-    folder = RunDirectory(out, force=force, resume=resume, command="pretrain", log=log)
-    folder.check()
-    if not resume:
-        if cfg.steps is None:
-            raise ValueError("steps is required (None keeps a checkpoint's own steps, with "
-                             "resume only)")
-        corpus = load_corpus(cfg.data)
-        tokenizer = _build_tokenizer(cfg, corpus)
-        model = GPT(_model_config(cfg, tokenizer.vocab_size), seed=cfg.seed)
-        block = model.config.n_ctx if cfg.block_size is None else cfg.block_size
-        train_ids, val_ids = _prepare_data(cfg, tokenizer, corpus, block)
-
-    # the folder is locked from here on (for --resume: before the checkpoint is read)
-    with Run(folder, progress=progress, append_metrics=resume) as run:
-        state = {}
-        if resume:
-            model, tokenizer, state = load_checkpoint(out, with_optimizer_state=True)
-            cfg = _resumed_config(out, state, cfg)
-            corpus = load_corpus(cfg.data)
-            block = model.config.n_ctx if cfg.block_size is None else cfg.block_size
-            train_ids, val_ids = _prepare_data(cfg, tokenizer, corpus, block)
-        opt = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                   max_grad_norm=cfg.max_grad_norm, schedule=warmup_cosine(cfg.warmup, cfg.steps))
-        data_rng = np.random.default_rng(cfg.seed)
-        mgrandom.manual_seed(cfg.seed)
-        step = 0
-        if resume:
-            try:
-                opt.load_state_dict(state["optimizer"])
-                data_rng.bit_generator.state = state["data_rng"]
-                mgrandom.set_state(state["dropout_rng"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise CheckpointError(f"{resolve_checkpoint(out) / 'state.json'}: cannot restore "
-                                      f"the optimizer or random state ({type(e).__name__}: {e})"
-                                      ) from None
-            step = int(state["step"])
-            if step >= cfg.steps:
-                log(f"checkpoint is at step {step}, nothing to do for --steps {cfg.steps}")
-            # keep the metrics up to the resumed step: a crash after the checkpoint wrote lines
-            # beyond it (and maybe a torn last line, skipped with a warning)
-            metrics_path = out / "metrics.jsonl"
-            write_metrics(metrics_path, [r for r in read_metrics(metrics_path)
-                                         if r["step"] <= step])
-        summary = _train(run, cfg, model, tokenizer, opt, data_rng, step, state, block,
-                         train_ids, val_ids, log, get_batch)
-    png = plot_losses(out)
-    summary["plot"] = str(png) if png else None
-    return summary
+def keep_metrics_up_to(path: Path, step: int) -> None:
+    """Drop the metrics rows after `step`: a crash after the checkpoint wrote lines beyond it
+    (and maybe a torn last line, skipped with a warning)."""
+    write_metrics(path, [r for r in read_metrics(path) if r["step"] <= step])
 
 
-def _train(run: Run, cfg, model, tokenizer, opt, data_rng, step, state, block, train_ids,
-           val_ids, log, get_batch) -> dict:
-    out = Path(cfg.out)
-    ckpt_dir = out / "ckpt"
-    snap_dir = out / SNAPSHOTS
-    last = {"loss": state.get("last_loss"), "val": state.get("last_val_loss")}
+# ----------------------------------------------------------------------------- saving
 
-    def checkpoint(at):
-        run.checkpoint(lambda: save_checkpoint(ckpt_dir, model, tokenizer, opt, {
-            "step": at, "train_config": dataclasses.asdict(cfg),
-            "data_rng": data_rng.bit_generator.state, "dropout_rng": mgrandom.get_state(),
-            "last_loss": last["loss"], "last_val_loss": last["val"]}))
-
-    def snapshot(at):
-        # written before the checkpoint of the same step, so that a crash in between is
-        # redone on --resume; one that exists (this run's before a crash) is not rewritten
-        name = snapshot_name(at)
-        if at <= 0 or find_checkpoint(snap_dir, name) is not None:
-            return
-        save_checkpoint(snap_dir / name, model, tokenizer, None, {
-            "step": at, "train_config": dataclasses.asdict(cfg), "last_loss": last["loss"],
-            "last_val_loss": last["val"]})
-        clock["t"] = time.perf_counter()
-
-    if cfg.snapshot_every:
-        _tidy_snapshots(snap_dir, log)
-
-    n_params = model.num_parameters()
-    log(f"model: {cfg.preset} preset, {n_params:,} parameters, vocab {model.config.vocab_size}, "
-        f"context {block}; data: {cfg.data} ({len(train_ids):,} train / {len(val_ids):,} val tokens)")
-    clock = {"t": time.perf_counter()}
-
-    def batch_loss(s):
-        x, y = get_batch(train_ids, cfg.batch_size, block, data_rng)
-        clock["tokens"] = x.size
-        return model.loss(x, y), {}
-
-    def on_row(s, row):
-        last["loss"] = row["loss"]
-        now = time.perf_counter()
-        row["tokens_per_s"] = round(clock["tokens"] / (now - clock["t"]), 1)
-        clock["t"] = now
-        if s % cfg.eval_interval == 0 or s == cfg.steps:
-            last["val"] = evaluate(model, val_ids, block, cfg.batch_size, cfg.eval_batches)
-            row["val_loss"] = round(last["val"], 6)
-            clock["t"] = time.perf_counter()  # evaluation time is not training speed
-
-    def after_step(s):
-        if cfg.snapshot_every and s % cfg.snapshot_every == 0:
-            snapshot(s)
-        if s % cfg.ckpt_interval == 0 and s < cfg.steps:
-            checkpoint(s)
-            clock["t"] = time.perf_counter()
-
-    def postfix(row):
-        post = {"loss": f"{row['loss']:.3f}", "tok/s": f"{row['tokens_per_s']:.0f}"}
-        if last["val"] is not None:
-            post["val"] = f"{last['val']:.3f}"
-        return post
-
-    if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-        snapshot(step)  # resumed at a multiple of N (--snapshot-every added on --resume)
-    run.start_progress(cfg.steps, step, "pretrain")
-    model.train()
-    status, step = run_loop(
-        run, optimizer=opt, batch_loss=batch_loss, start=step, total=cfg.steps, on_row=on_row,
-        after_step=after_step, postfix=postfix,
-        hint=f"The last good checkpoint (if any) is kept in {ckpt_dir}. Try a lower --lr.")
-    run.end_progress()
-    if cfg.snapshot_every and status == "completed":
-        snapshot(step)  # the last step, also when it is not a multiple of N
-    checkpoint(step)
-    if status == "interrupted":
-        log(f"interrupted: checkpoint saved at step {step} in {ckpt_dir} (continue with --resume)")
-    return {"status": status, "step": step, "loss": last["loss"], "val_loss": last["val"],
-            "out": str(out), "ckpt": str(ckpt_dir), "parameters": n_params,
-            "snapshots": str(snap_dir) if cfg.snapshot_every else None, "model": model,
-            "tokenizer": tokenizer}
+def run_state(cfg: TrainConfig, step: int, last_loss, last_val) -> dict:
+    """state.json of a snapshot: the step, the training arguments and the last losses."""
+    return {"step": step, "train_config": dataclasses.asdict(cfg), "last_loss": last_loss,
+            "last_val_loss": last_val}
 
 
-def _tidy_snapshots(snap_dir: Path, log) -> None:
+def resume_state(cfg: TrainConfig, step: int, last_loss, last_val, data_rng) -> dict:
+    """state.json of a checkpoint: run_state and both random streams (batches, dropout), what
+    --resume needs besides the weights and Adam's moments (saved beside it)."""
+    return {**run_state(cfg, step, last_loss, last_val),
+            "data_rng": data_rng.bit_generator.state, "dropout_rng": mgrandom.get_state()}
+
+
+def save_snapshot(snap_dir: Path, model: GPT, tokenizer, state: dict) -> None:
+    """snapshots/step-000500/: the weights and tokenizer at state["step"], no optimizer state.
+    One that exists (this run's, before a crash) is kept as it is, not rewritten."""
+    name = snapshot_name(state["step"])
+    if find_checkpoint(snap_dir, name) is None:
+        save_checkpoint(snap_dir / name, model, tokenizer, None, state)
+
+
+def tidy_snapshots(snap_dir: Path, log) -> None:
     """What a killed snapshot save left in snapshots/ (checkpoint.clean_leftovers for each
     step: a finished temporary becomes the snapshot, partial ones go)."""
     for name in names_with_leftovers(snap_dir):
