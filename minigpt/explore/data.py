@@ -70,6 +70,17 @@ def _softmax64(x, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def _top_tokens(p) -> list:
+    """The LENS_TOP likeliest ids of each row of p (T, V), likeliest first (ties: lower id)."""
+    k = min(LENS_TOP, p.shape[-1])
+    cand = np.argpartition(-p, k - 1, axis=-1)[:, :k]  # (T, k), unordered
+    rows = []
+    for t, ids in enumerate(cand):
+        ids = sorted((int(j) for j in ids), key=lambda j: (-p[t, j], j))
+        rows.append([{"id": j, "p": round(float(p[t, j]), DIGITS)} for j in ids])
+    return rows
+
+
 class _AttentionInputs:
     """An autograd observer that keeps the (q, k) of every attention op it sees, in order."""
 
@@ -198,16 +209,21 @@ class Explorer:
         idx = xp.asarray([ids])  # (1, T)
         T = len(ids)
         observer = _AttentionInputs()
+        top = []  # the logit lens: per layer, per position, the LENS_TOP likeliest tokens
+
+        def read(h):  # h (1, T, C) through the tied output layer -> logits (T, V), float64
+            logits = to_numpy(model.lm_logits(h).data[0]).astype(np.float64)  # (T, V)
+            top.append(_top_tokens(_softmax64(logits)))
+            return logits
+
         with using(observers=[*config.observers, observer], grad_enabled=False):
             # the residual stream after the embeddings and after each block: h_0 .. h_L
             pos = xp.arange(T)[None, :]  # (1, T)
             h = model.drop(model.tokens_embed(idx) + model.positions_embed(pos))  # (1, T, C)
-            streams = [h]
+            logits = read(h)
             for block in model.h:
                 h = block(h)
-                streams.append(h)
-            lens_logits = [to_numpy(model.lm_logits(s).data[0]).astype(np.float64)
-                           for s in streams]  # each (T, V)
+                logits = read(h)  # the last one is the model's output
         if len(observer.seen) != model.config.n_layer:
             raise RuntimeError(f"expected one attention op per layer ({model.config.n_layer}), "
                                f"saw {len(observer.seen)}")
@@ -221,14 +237,7 @@ class Explorer:
             attention.append([[np.round(P[h, i, :i + 1], DIGITS).tolist() for i in range(T)]
                               for h in range(P.shape[0])])
         names = ["embeddings"] + [f"h.{i}" for i in range(model.config.n_layer)]
-        top = []
-        for lg in lens_logits:  # (T, V)
-            p = _softmax64(lg)
-            order = np.argsort(-p, axis=-1, kind="stable")[:, :LENS_TOP]  # (T, LENS_TOP)
-            top.append([[{"id": int(j), "p": round(float(p[t, j]), DIGITS)} for j in order[t]]
-                        for t in range(T)])
-        lens = {"layers": names, "top": top}
-        return attention, lens, lens_logits[-1][-1]
+        return attention, {"layers": names, "top": top}, logits[-1]
 
     def _trace(self, ids):
         if len(ids) < 2:

@@ -209,22 +209,26 @@
     grid.style.gridTemplateColumns = `auto repeat(${H}, 68px)`;
     el("div", { class: "lbl" }, "", grid);
     for (let h = 0; h < H; h++) el("div", { class: "lbl" }, `head ${h}`, grid);
-    const cell = Math.max(1, Math.floor(64 / T));
     for (let l = 0; l < L; l++) {
       el("div", { class: "lbl" }, `layer ${l}`, grid);
       for (let h = 0; h < H; h++) {
-        const canvas = el("canvas", { width: cell * T, height: cell * T, "data-layer": l, "data-head": h,
+        // one pixel per (query, key), scaled up by the style sheet: white to blue by weight
+        const canvas = el("canvas", { width: T, height: T, "data-layer": l, "data-head": h,
                                       title: `layer ${l}, head ${h}: click to draw its lines` }, null, grid);
         const ctx = canvas.getContext("2d");
-        ctx.fillStyle = "#fff";
-        ctx.fillRect(0, 0, canvas.width, canvas.height);
+        const image = ctx.createImageData(T, T);
         const rows = att[l][h];
         for (let i = 0; i < T; i++) {
-          for (let j = 0; j <= i; j++) {
-            ctx.fillStyle = `rgba(31, 95, 191, ${rows[i][j]})`;
-            ctx.fillRect(j * cell, i * cell, cell, cell);
+          for (let j = 0; j < T; j++) {
+            const w = j <= i ? rows[i][j] : 0;
+            const at = 4 * (i * T + j);
+            image.data[at] = Math.round(255 - (255 - 31) * w);
+            image.data[at + 1] = Math.round(255 - (255 - 95) * w);
+            image.data[at + 2] = Math.round(255 - (255 - 191) * w);
+            image.data[at + 3] = 255;
           }
         }
+        ctx.putImageData(image, 0, 0);
         if (l === state.layer && h === state.head) canvas.classList.add("selected");
         canvas.addEventListener("click", () => selectHead(l, h));
       }
