@@ -275,6 +275,19 @@ def test_metrics_are_found_for_run_ckpt_and_snapshot(run_dir, tmp_path):
     assert load_explorer(alone).info()["metrics"] is None
 
 
+def test_static_html_cannot_be_broken_out_of(explorer):
+    """Text in the data (a prompt, a vocabulary entry) can never close the script element."""
+    from minigpt.explore.page import data_json, static_html
+    nasty = "a</script><script>alert(1)</script>\u2028<!--"
+    text = data_json({"x": nasty})
+    assert "<" not in text and "\u2028" not in text and json.loads(text) == {"x": nasty}
+    html = static_html(explorer.info(), explorer.analysis([1, 2]), nasty)
+    assert html.lower().count("<script") == 2 and html.lower().count("</script") == 2
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        data_json({"x": float("nan")})
+
+
 # ---- the server ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

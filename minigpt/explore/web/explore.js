@@ -485,7 +485,7 @@
     note.textContent = `Loss per step from the run's metrics.jsonl (${m.train.length} steps` +
       (m.val.length ? `, ${m.val.length} validation points` : "") + ")." +
       (m.warnings.length ? ` ${m.warnings.length} corrupt lines skipped.` : "");
-    const W = 720, H = 280, left = 56, right = 16, top = 14, bottom = 40;
+    const W = 720, H = 280, left = 64, right = 16, top = 14, bottom = 40;
     svg.setAttribute("width", W);
     svg.setAttribute("height", H);
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
@@ -512,8 +512,10 @@
       svgEl("path", { class: "val", d: path(m.val) }, svg);
       for (const r of m.val) if (r[1] !== null) svgEl("circle", { class: "val-dot", cx: sx(r[0]), cy: sy(r[1]), r: 3 }, svg);
     }
-    svgEl("text", { x: W - right - 150, y: top + 12, class: "muted" }, svg, "\u2014 train loss");
-    if (m.val.length) svgEl("text", { x: W - right - 150, y: top + 28 }, svg, "\u2014 validation loss").style.fill = "#d05a00";
+    svgEl("text", { x: 14, y: (top + H - bottom) / 2, "text-anchor": "middle", class: "muted",
+                    transform: `rotate(-90 14 ${(top + H - bottom) / 2})` }, svg, "loss (nats per token)");
+    svgEl("text", { x: W - right - 150, y: top + 12, class: "legend-train" }, svg, "\u2014 train loss");
+    if (m.val.length) svgEl("text", { x: W - right - 150, y: top + 28, class: "legend-val" }, svg, "\u2014 validation loss");
   }
 
   // ---- everything for one analysis -----------------------------------------------------------
@@ -568,6 +570,7 @@
   }
 
   function analyze() {
+    if (state.mode === "static") return Promise.resolve();
     const prompt = $("prompt").value;
     return busy("running the model\u2026", async () => {
       const a = await api("api/analyze", { prompt });
@@ -611,6 +614,9 @@
       $(id).addEventListener("input", () => { if (state.analysis) renderBars(); });
     }
     $("prompt-form").addEventListener("submit", (ev) => { ev.preventDefault(); analyze(); });
+    $("prompt").addEventListener("keydown", (ev) => {  // Ctrl+Enter analyzes; Enter is a newline
+      if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); analyze(); }
+    });
     $("generate").addEventListener("click", () => { if (state.analysis) generateOne(); });
   }
 
