@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minigpt.assignments import ASSIGNMENTS, MarkerError, find_regions, grade, release
@@ -18,8 +19,9 @@ from minigpt.assignments import manifest, markers
 from minigpt.assignments.release import PACKAGE, build, package_files, write_tree
 
 COURSE = ["autograd", "layers", "attention", "optim", "bpe", "transforms"]
-TINY_CAPSTONE = {"preset": "tiny", "steps": 2, "batch_size": 2, "eval_batches": 1,
-                 "eval_interval": 1, "threshold": 100.0}
+TINY_CAPSTONE = {"config": {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_ctx": 16},
+                 "block_size": 16, "steps": 5, "batch_size": 4, "val_batches": 2,
+                 "threshold": 100.0, "train_chars": 20_000, "val_chars": 5_000}
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +108,9 @@ def test_checks_are_the_same_on_every_build():
 
 # ------------------------------------------------------------------ release
 
-def test_release_twice_gives_identical_bytes(trees, tmp_path):
+def test_release_twice_gives_identical_bytes(tmp_path):
+    first = release("layers", tmp_path / "first")  # back to back: the library stays the same
     again = release("layers", tmp_path / "again")
-    first = trees["layers"][0]
     a = {p.relative_to(first): p.read_bytes() for p in sorted(first.rglob("*")) if p.is_file()}
     b = {p.relative_to(again): p.read_bytes() for p in sorted(again.rglob("*")) if p.is_file()}
     assert a == b
@@ -119,12 +121,16 @@ def test_release_strips_only_the_assignment_regions(trees):
     ln = (student / "minigpt/ops/layer_norm.py").read_text()
     assert 'raise NotImplementedError("layers.layer_norm_backward: ' in ln
     assert "BEGIN SOLUTION" not in ln and "rstd" not in ln.split("def backward")[1].split("def ")[0]
-    att = (student / "minigpt/ops/attention.py").read_text()  # another assignment's: kept
-    assert "NotImplementedError(" not in att and "BEGIN SOLUTION" not in att
+    # attention's reference holds softmax and dropout, forward and backward: withheld
+    att = (student / "minigpt/ops/attention.py").read_text()
+    assert 'raise NotImplementedError("not in this assignment: Attention.backward' in att
+    assert "BEGIN SOLUTION" not in att and "swapaxes" not in att.split("def backward")[1]
+    opt = (trees["attention"][0] / "minigpt/ops/softmax.py").read_text()  # not withheld there
+    assert "NotImplementedError(" not in opt
     sol = (solutions / "minigpt/ops/layer_norm.py").read_text()
     assert "NotImplementedError(" not in sol and "BEGIN SOLUTION" not in sol
     readme = (student / "README.md").read_text()
-    assert "python -m zipfile -c submission.zip minigpt/ops/" in readme
+    assert "python -m zipfile -c submission.zip minigpt\n" in readme
     assert not (student / "minigpt/assignments/grader.py").exists()  # no grader, no checks
 
 
@@ -286,15 +292,20 @@ def test_syntax_errors_and_prints_are_reported_per_task(trees, tmp_path):
 
 
 def test_student_code_cannot_reach_the_reference(trees, tmp_path):
-    # the runner's interpreter (-I -S, site-packages only): no minigpt at all
-    from minigpt.assignments.grader import _site_dirs
-    code = f"import sys; sys.path[:] += {_site_dirs()!r}; import numpy; import minigpt"
+    # the runner's interpreter (-I -S, links to NumPy and tqdm only): no minigpt at all
+    from minigpt.assignments.judging import site_dirs
+    site = tmp_path / "site"
+    site.mkdir()
+    for d in site_dirs():
+        (site / Path(d).name).symlink_to(d)
+    code = f"import sys; sys.path[:] += [{str(site)!r}]; import numpy; import minigpt"
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
                           text=True, cwd=tmp_path, env={"PATH": os.environ.get("PATH", "")})
     assert "No module named 'minigpt'" in proc.stderr
-    # a submission that loads the real library anyway scores 0 for it
+    # a submission that puts the real library first on its path finds nothing there
     cheat = ("        import sys\n"
-             f"        sys.path.insert(0, {str(PACKAGE.parent)!r})\n"
+             f"        sys.path[:] = [{str(PACKAGE.parent)!r}] + [p for p in sys.path\n"
+             "                                                   if not p.endswith('tree')]\n"
              "        for m in [m for m in sys.modules if m.startswith('minigpt')]:\n"
              "            del sys.modules[m]\n"
              "        import minigpt.ops.gelu as ref\n")
@@ -303,7 +314,8 @@ def test_student_code_cannot_reach_the_reference(trees, tmp_path):
     out = {r.id: r for r in grade("layers", tree, tasks=["layers.gelu_forward",
                                                           "layers.linear_forward"]).results}
     assert out["layers.gelu_forward"].score == 0
-    assert "outside your tree" in out["layers.gelu_forward"].output
+    assert "No module named 'minigpt" in out["layers.gelu_forward"].output, \
+        out["layers.gelu_forward"].output
     assert out["layers.linear_forward"].score == 1
 
 
@@ -326,8 +338,9 @@ def test_handing_the_work_to_the_fast_op_scores_zero(trees, tmp_path):
                                                           "layers.layer_norm_backward",
                                                           "layers.gelu_forward"]).results}
     for t in ("layers.layer_norm_forward", "layers.layer_norm_backward"):
-        assert out[t].score == 0
-        assert "minigpt/fast/layer_norm.py: FastLayerNorm." in out[t].output, out[t].output
+        assert out[t].score == 0  # the release has no tuned ops to hand the work to
+        assert "ModuleNotFoundError: No module named 'minigpt.fast.layer_norm'" in out[t].output, \
+            out[t].output
     assert out["layers.gelu_forward"].score == 1
 
 
@@ -335,15 +348,23 @@ def test_capstone_grader_on_a_tiny_run(tmp_path):
     tree = release("capstone", tmp_path / "capstone", with_solutions=True)
     report = grade("capstone", tree, capstone=TINY_CAPSTONE)
     assert report.score == report.max_score == 10, report.table()
-    # the verdict on other runs, without training again
-    from minigpt.assignments import checks
-    judge = checks.capstone({"threshold": 2.0}).judge
-    ran = {"val_loss": 2.3, "step": 1000, "status": "finished", "impls": {"gelu": "reference"}}
-    assert "validation loss 2.3 after 1000 steps" in judge({"pretrain with your ops": {
-        "value": ran}}, {})[0]
-    assert judge({"pretrain with your ops": {"value": {**ran, "val_loss": 1.8}}}, {}) == []
-    assert "did not run your code: gelu" in judge({"pretrain with your ops": {
-        "value": {**ran, "val_loss": 1.8, "impls": {"gelu": "fast"}}}}, {})[0]
+    # the verdict on other curves, without training again
+    from minigpt.assignments.judging import judge_training
+    args = {"key": "k", "losses": "ref", "steps": 3, "eval_steps": [3], "atol": 0.03,
+            "rtol": 0.0, "threshold": 2.0}
+    ref = {"ref": np.array([4.0, 3.0, 2.5, 1.9])}
+
+    def verdict(losses):
+        return judge_training(args, {"k": {"value": {"losses": {"array": "mine"}}}},
+                              {"mine": np.array(losses)}, ref, {})
+
+    assert verdict([4.01, 2.99, 2.52, 1.91]) == []
+    assert "leaves the reference's at step 2 (training loss): yours 3.2000" in \
+        verdict([4.0, 3.2, 2.5, 1.9])[0]
+    assert "validation loss after step 3" in verdict([4.0, 3.0, 2.5, 1.7])[0]
+    assert "validation loss 2.0000 after 3 steps" in judge_training(
+        {**args, "threshold": 1.95}, {"k": {"value": {"losses": {"array": "m"}}}},
+        {"m": np.array([4.0, 3.0, 2.5, 2.0])}, {"ref": np.array([4.0, 3.0, 2.5, 2.0])}, {})[0]
 
 
 # ------------------------------------------------------------------ command line

@@ -1,18 +1,22 @@
-"""How one task is checked: the calls to make, and how to compare the student's results.
+"""How one task is checked: the calls to make, and what of their results must agree.
 
 A task's check builds a `Check`: a list of calls (an op's forward and backward, a function
 call, a few optimizer steps) on inputs fixed by a seed, and for each call what must agree.
-The grader runs the calls twice with the same inputs: in a subprocess on the student's tree
-(`runner.py`), and in its own process on the real library (the reference ops, or the fast ops
-where a call says so). Expected values therefore never exist in the student's process, and
-the answer key is the library itself.
+`expected_results` runs the calls here, on the real library (the reference ops, or the fast
+ops where a call says so), and for gradient checks takes central differences of the
+reference forward; `to_case` turns task, calls and expected values into the plain JSON and
+arrays that judging.py grades with (in the teacher's process, or in a Gradescope container
+that holds no reference code). The student's process (runner.py) gets the calls and inputs
+only: expected values never exist there.
+
+A call whose label starts with "hidden:" is a hidden case: a student sees that it failed, not
+its name or values, and a release's public checks leave it out.
 
 Inputs come from NumPy generators seeded by the task id and from hypothesis strategies drawn
 with `derandomize=True`, so the same submission gets the same grade on every run.
 """
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass, field
 
@@ -42,6 +46,9 @@ def examples(strategy, n: int) -> list:
     return found[:n]
 
 
+GRADCHECK_TOL = {"atol": 1e-5, "rtol": 1e-4}   # minigpt.gradcheck's defaults
+
+
 @dataclass
 class Compare:
     """What of one call's result must match: a path into the result, and tolerances."""
@@ -59,8 +66,10 @@ class Check:
     arrays: dict = field(default_factory=dict)
     compares: list = field(default_factory=list)
     trusted: dict = field(default_factory=dict)  # "module:attr" -> runner.TRUSTED name
-    judge: object = None  # optional judge(student_calls, student_arrays) -> list of failures
+    judge: tuple | None = None  # (name in judging.JUDGES, JSON-able arguments): a rule
     timeout: float | None = None
+    heavy: bool = False        # all cores and twice the memory (the capstone)
+    named_inputs: tuple = ()   # arrays a procedure reads by name (not through a call's spec)
 
     def __post_init__(self):
         self.rng = np.random.default_rng(self.seed)
@@ -78,7 +87,7 @@ class Check:
         for name, value, grad in args:
             spec.append({"name": name, "array": self.array(value)["array"], "grad": bool(grad)})
         call = {"key": key, "procedure": "op", "target": target, "args": spec,
-                "kwargs": kwargs or {}, "impl": impl, "seed": self.seed % 1000}
+                "kwargs": kwargs or {}, "impl": impl, "hidden": label.startswith("hidden:")}
         out_dtype = np.asarray(args[0][1]).dtype
         if backward or any(c != "out" for c in compare) or gradcheck:
             shape = self._out_shape(target, args, kwargs or {})
@@ -91,8 +100,11 @@ class Check:
                 self.compares.append(Compare(key, ("out",), "forward output", atol, rtol))
             else:
                 self.compares.append(Compare(key, ("grads", c), f"gradient of `{c}`", atol, rtol))
-        if gradcheck:
-            self.compares.append(Compare(key, ("gradcheck",), "gradient check"))
+        if gradcheck:  # against central differences of the reference forward
+            for name, _, grad in args:
+                if grad:
+                    self.compares.append(Compare(key, ("numeric", name), "gradient check",
+                                                 GRADCHECK_TOL["atol"], GRADCHECK_TOL["rtol"]))
 
     def _out_shape(self, target, args, kwargs):
         """The output shape, from the real library (forward only, no grad)."""
@@ -106,7 +118,8 @@ class Check:
         return y.shape
 
     def call(self, label, procedure, what="result", atol=1e-8, rtol=1e-6, compare=True, **spec):
-        call = {"key": label, "procedure": procedure, **spec}
+        call = {"key": label, "procedure": procedure, "hidden": label.startswith("hidden:"),
+                **spec}
         self.calls.append(call)
         if compare:
             self.compares.append(Compare(label, ("value",), what, atol, rtol))
@@ -114,159 +127,103 @@ class Check:
 
 # ------------------------------------------------------------------ running the expected side
 
-def expected_results(check: Check, student_files=()) -> tuple[dict, dict, set]:
-    """Run the check's calls in this process, on the real library: (results, arrays, the
-    functions of minigpt/fast and minigpt/cuda that the student's files call in reference mode)."""
-    from pathlib import Path
+def expected_results(check: Check, public_only: bool = False) -> tuple[dict, dict]:
+    """Run the check's calls in this process, on the real library: (results, arrays). A call
+    with a gradient check also gets the central differences of the *reference* forward
+    ("numeric"), so a backward is judged against the grader's forward, never the student's."""
     from . import runner
     import minigpt
     calls, arrays = {}, {}
-    watch = runner.Watch(str(Path(minigpt.__file__).resolve().parent), student_files)
     for c in check.calls:
         if c.get("reference") is False:  # judged by its own rule (check.judge)
             continue
+        if public_only and (c.get("hidden") or c["procedure"] == "train"):
+            continue  # not in a release's public checks
         with minigpt.use("fast" if c.get("impl") == "fast" else "reference"):
-            if c.get("impl") == "fast":  # calls into the fast ops are the point here
-                res, arr = runner.PROCEDURES[c["procedure"]](c, dict(check.arrays), c["key"])
-            else:
-                with watch:
-                    res, arr = runner.PROCEDURES[c["procedure"]](c, dict(check.arrays), c["key"])
+            res, arr = runner.PROCEDURES[c["procedure"]](c, dict(check.arrays), c["key"])
+        if c.get("gradcheck"):
+            res["numeric"] = {}
+            for name, numeric in numeric_gradients(c, check.arrays).items():
+                k = f"{c['key']}.numeric.{name}"
+                arr[k] = numeric
+                res["numeric"][name] = {"array": k}
         calls[c["key"]] = res
         arrays.update(arr)
-    return calls, arrays, {tuple(x) for x in watch.seen}
+    return calls, arrays
 
 
-# ------------------------------------------------------------------ comparing
+def numeric_gradients(call: dict, arrays: dict, eps: float = 1e-6) -> dict:
+    """d/dx sum(f(x) * G) by central differences of the reference forward f (float64), for
+    every input of `call` that wants a gradient; G is the call's upstream gradient."""
+    from . import runner
+    import minigpt
+    fn = runner.resolve_target(call["target"])
+    apply = getattr(fn, "apply", fn)
+    kwargs = {k: runner.decode_value(v, arrays) for k, v in call.get("kwargs", {}).items()}
+    xs = [np.array(arrays[a["array"]], dtype=np.float64) for a in call["args"]]
+    upstream = np.asarray(arrays[call["upstream"]], dtype=np.float64)
 
-def _get(d, path):
-    for p in path:
-        if not isinstance(d, dict) or p not in d:
-            return _MISSING
-        d = d[p]
-    return d
+    def objective():
+        with minigpt.use("reference"), minigpt.no_grad():
+            return float((apply(*[minigpt.Tensor(x) for x in xs], **kwargs).data
+                          * upstream).sum())
 
-
-_MISSING = object()
-
-
-def _load(v, arrays):
-    if isinstance(v, dict) and set(v) == {"array"}:
-        return arrays.get(v["array"])
-    if isinstance(v, list):
-        return [_load(x, arrays) for x in v]
-    if isinstance(v, dict):
-        return {k: _load(x, arrays) for k, x in v.items()}
-    return v
-
-
-def _fmt(x) -> str:
-    return f"{x:.6g}" if isinstance(x, (float, np.floating)) else repr(x)
-
-
-def compare_values(mine, ref, atol, rtol, where="") -> str | None:
-    """None when equal within tolerance, else one line saying where and how they differ."""
-    if isinstance(ref, np.ndarray) or isinstance(mine, np.ndarray):
-        if not isinstance(mine, np.ndarray):
-            return f"{where}: expected an array of shape {np.shape(ref)}, got {_short(mine)}"
-        if not isinstance(ref, np.ndarray):
-            return f"{where}: expected {_short(ref)}, got an array of shape {mine.shape}"
-        if mine.shape != ref.shape:
-            return f"{where}: shape {mine.shape}, expected {ref.shape}"
-        if ref.dtype.kind in "fc" or mine.dtype.kind in "fc":
-            if mine.dtype.kind not in "fcbiu":
-                return f"{where}: dtype {mine.dtype}, expected {ref.dtype}"
-            m, r = mine.astype(np.float64), ref.astype(np.float64)
-            if ref.dtype.kind == "f" and mine.dtype != ref.dtype:
-                return f"{where}: dtype {mine.dtype}, expected {ref.dtype} (keep the input's dtype)"
-            err = np.abs(m - r)
-            bad = ~(err <= atol + rtol * np.abs(r))
-            bad |= np.isfinite(r) != np.isfinite(m)
-            bad &= ~((m == r) & ~np.isfinite(r))  # identical infinities are fine
-            if not bad.any():
-                return None
-            excess = np.where(bad, np.nan_to_num(err - (atol + rtol * np.abs(r)), nan=np.inf,
-                                                 posinf=np.inf), -np.inf)
-            idx = np.unravel_index(int(np.argmax(excess)), ref.shape) if ref.ndim else ()
-            return (f"{where}: wrong at index {tuple(map(int, idx))}: yours {_fmt(m[idx])}, "
-                    f"expected {_fmt(r[idx])} ({int(bad.sum())} of {bad.size} elements off)")
-        if not np.array_equal(mine, ref):
-            diff = np.argwhere(mine != ref) if mine.shape == ref.shape else []
-            at = f" first at index {tuple(map(int, diff[0]))}" if len(diff) else ""
-            return f"{where}: values differ{at}: yours {_short(mine)}, expected {_short(ref)}"
-        return None
-    if isinstance(ref, float) and isinstance(mine, (int, float)) and not isinstance(mine, bool):
-        if abs(mine - ref) <= atol + rtol * abs(ref) or (mine == ref):
-            return None
-        return f"{where}: yours {_fmt(mine)}, expected {_fmt(ref)}"
-    if isinstance(ref, list) and isinstance(mine, list):
-        if len(mine) != len(ref):
-            return f"{where}: {len(mine)} items, expected {len(ref)}: yours {_short(mine)}, " \
-                   f"expected {_short(ref)}"
-        for i, (a, b) in enumerate(zip(mine, ref)):
-            msg = compare_values(a, b, atol, rtol, f"{where}[{i}]")
-            if msg:
-                return msg
-        return None
-    if isinstance(ref, dict) and isinstance(mine, dict):
-        for k in ref:
-            if k not in mine:
-                return f"{where}: missing {k!r}"
-            msg = compare_values(mine[k], ref[k], atol, rtol, f"{where}[{k!r}]")
-            if msg:
-                return msg
-        return None
-    if mine != ref:
-        return f"{where}: yours {_short(mine)}, expected {_short(ref)}"
-    return None
-
-
-def _short(x, n=120) -> str:
-    if isinstance(x, np.ndarray):
-        text = np.array2string(x, threshold=12, precision=4)
-    else:
-        text = json.dumps(x, default=repr) if not isinstance(x, str) else repr(x)
-    return text if len(text) <= n else text[:n - 3] + "..."
-
-
-def judge(check: Check, mine_calls: dict, mine_arrays: dict, ref_calls: dict,
-          ref_arrays: dict) -> list[str]:
-    """Failure lines (empty: the task passes)."""
-    failures = []
-    reported = set()
-    for c in check.compares:
-        res = mine_calls.get(c.key, {})
-        if "error" in res:
-            if c.key not in reported:
-                reported.add(c.key)
-                failures.append(f"{c.key}: your code raised {res['error']}\n"
-                                + _indent(res.get("traceback", "")))
+    out = {}
+    for a, x in zip(call["args"], xs):
+        if not a.get("grad"):
             continue
-        if c.key in reported:
-            continue
-        if c.path == ("gradcheck",):
-            verdict = res.get("gradcheck")
-            if verdict != "ok":
-                failures.append(f"{c.key}: {verdict}")
-            continue
-        ref = _get(ref_calls.get(c.key, {}), c.path)
-        if ref is _MISSING:
-            raise RuntimeError(f"the reference produced no {c.path} for {c.key}")
-        mine = _get(res, c.path)
-        if mine is _MISSING:
-            failures.append(f"{c.key}: {c.what} missing (no gradient flowed to it?)")
-            continue
-        mine, ref = _load(mine, mine_arrays), _load(ref, ref_arrays)
-        if mine is None and ref is not None:
-            failures.append(f"{c.key}: {c.what} is None (your backward returned no gradient "
-                            "for this input)")
-            continue
-        msg = compare_values(mine, ref, c.atol, c.rtol, f"{c.key}: {c.what}")
-        if msg:
-            failures.append(msg)
-    if check.judge is not None:
-        failures.extend(check.judge(mine_calls, mine_arrays))
-    return failures
+        numeric = np.zeros(x.shape)
+        for idx in np.ndindex(*x.shape):
+            orig = x[idx]
+            x[idx] = orig + eps
+            plus = objective()
+            x[idx] = orig - eps
+            minus = objective()
+            x[idx] = orig
+            numeric[idx] = (plus - minus) / (2 * eps)
+        out[a["name"]] = numeric
+    return out
 
 
-def _indent(text: str) -> str:
-    return "\n".join("    " + line for line in text.splitlines())
+def to_case(task, check: Check, expected, files, public_only: bool = False) -> tuple[dict, dict]:
+    """One task as the cases file holds it: (JSON-able description, {"<task>|in|k": array,
+    "<task>|ref|k": array}). public_only: without the hidden cases (a student's copy)."""
+    calls = [c for c in check.calls if not (public_only and c.get("hidden"))]
+    keep = {c["key"] for c in calls}
+    ref_calls, ref_arrays = expected
+    ref_calls = {k: v for k, v in ref_calls.items() if k in keep}
+    used_ref = set(_strings(ref_calls)) & set(ref_arrays)
+    used_in = set(_strings(calls)) | set(check.named_inputs)
+    judge = check.judge
+    if judge is not None:
+        name, args = judge
+        if public_only and name == "training":
+            # the reference curve is what the graded run must follow: never in a release
+            judge = (name, {**args, "losses": None})
+        else:
+            used_in |= set(_strings(args))
+            if name == "training":
+                used_ref.add(args["losses"])
+                used_ref &= set(ref_arrays)
+    arrays = {f"{task.id}|in|{k}": check.arrays[k] for k in sorted(used_in & set(check.arrays))}
+    arrays.update({f"{task.id}|ref|{k}": ref_arrays[k] for k in sorted(used_ref)
+                   if k in ref_arrays})
+    compares = [{"key": c.key, "path": list(c.path), "what": c.what, "atol": c.atol,
+                 "rtol": c.rtol} for c in check.compares if c.key in keep]
+    case = {"id": task.id, "title": task.title, "points": task.points, "files": sorted(files),
+        "calls": calls, "compares": compares, "expected": ref_calls,
+        "judge": judge, "trusted": check.trusted, "timeout": check.timeout,
+        "heavy": check.heavy, "forward": getattr(task, "forward", None)}
+    return case, arrays
+
+
+def _strings(value):
+    """Every string inside a JSON-like value (array keys are among them)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)

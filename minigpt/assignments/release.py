@@ -1,14 +1,24 @@
 """Release an assignment: the student's tree, written from the library's own marked sources.
 
-    DIR/README.md                   the tasks, their points, the files to edit, how to submit
-    DIR/minigpt/...                 the whole package; this assignment's solution regions
-                                    replaced by `raise NotImplementedError("<task>: <todo>")`
+    DIR/README.md                   the tasks, their points, the files to edit, how to check
+                                    and how to submit
+    DIR/minigpt/...                 the package; this assignment's solution regions replaced
+                                    by `raise NotImplementedError("<task>: <todo>")`
     DIR/minigpt/assignments/        a stub: the grader is not part of a student's tree
+    DIR/.grading/                   the public checks: cases.json and cases.npz (inputs and
+                                    expected values of the cases that are not hidden), and
+                                    judging.py + runner.py to run them (`python
+                                    .grading/selfcheck.py`): no answer key needed
     DIR/.minigpt-assignment.json    which assignment this is, and its files
 
-Regions that belong to other assignments keep their code (the tree is a working library
-apart from this assignment's tasks); hidden-test regions are removed. The output depends on
-the sources only (sorted walk, no dates), so releasing twice gives identical bytes.
+Nothing in the tree hands over an answer: the tuned copies of the ops (manifest.TUNED:
+minigpt/fast, minigpt/cuda, the heap BPE learner) are replaced by stubs that register
+nothing, so every op runs its reference, i.e. the student's code; regions of other
+assignments that would give this one's answers away (`Assignment.withhold`: attention's
+softmax and dropout in the layers release) are left out like the tasks' own. Other
+assignments' regions keep their code (the tree is a working library apart from that);
+hidden-test regions are removed. The output depends on the sources only (sorted walk, no
+dates), so releasing twice gives identical bytes.
 """
 from __future__ import annotations
 
@@ -17,7 +27,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .manifest import Assignment, get
+from .cases import cases_bytes, prepare
+from .manifest import TUNED, Assignment, get
 from .markers import MarkerError, find_regions, not_implemented_line, render
 
 PACKAGE = Path(__file__).resolve().parent.parent   # the installed minigpt package
@@ -56,6 +67,29 @@ def package_files(root: Path = PACKAGE) -> list[Path]:
     return out
 
 
+_STUB_TUNED = '''"""Left out of this release: the tuned versions of the ops re-implement the ops you write.
+
+Every op runs its reference in minigpt/ops/ (your code), in every ops mode.
+"""
+'''
+
+
+def is_tuned(rel: str) -> bool:
+    """A tuned copy of an op (manifest.TUNED), left out of every release."""
+    return any(rel == t or (t.endswith("/") and rel.startswith(t)) for t in TUNED)
+
+
+def tuned_stubs(rels) -> dict:
+    """{rel: stub source} for the left-out files that other modules import."""
+    stubs = {}
+    for t in TUNED:
+        if t.endswith("/"):
+            stubs[t + "__init__.py"] = _STUB_TUNED
+        elif any(r == t for r in rels):
+            stubs[t] = _STUB_TUNED
+    return stubs
+
+
 def render_file(assignment: Assignment, rel: str, text: str, with_solutions: bool,
                 found: set) -> str:
     """One source file as the release of `assignment` shows it."""
@@ -63,11 +97,16 @@ def render_file(assignment: Assignment, rel: str, text: str, with_solutions: boo
         return text
     regions = find_regions(text, f"minigpt/{rel}")
     todos = {(t.file, t.function): t for t in assignment.todos}
+    withheld = set(assignment.withhold)
 
     def replace(region):
         if region.kind == "hidden":
             return None if with_solutions else []
         todo = todos.get((rel, region.qualname))
+        if todo is None and (rel, region.qualname) in withheld and not with_solutions:
+            return [not_implemented_line(region.indent, "not in this assignment",
+                                         f"{region.qualname} is left out of the {assignment.name} "
+                                         "release (it would give its answers away)")]
         if todo is None:
             return None  # another assignment's region: keep the code
         found.add((rel, region.qualname))
@@ -78,12 +117,35 @@ def render_file(assignment: Assignment, rel: str, text: str, with_solutions: boo
     return render(text, regions, replace)
 
 
-def build(assignment: Assignment, with_solutions: bool = False, root: Path = PACKAGE) -> dict:
-    """{relative path: bytes} of the released tree (nothing written)."""
+_SELFCHECK = '''"""Check your work on the public cases (no answer key needed; the graded cases include
+hidden ones):
+
+    python .grading/selfcheck.py                 every task
+    python .grading/selfcheck.py --task TASK_ID  one task
+"""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import judging  # noqa: E402
+
+raise SystemExit(judging.main([HERE, ROOT, "--tree", ROOT] + sys.argv[1:]))
+'''
+
+
+def build(assignment: Assignment, with_solutions: bool = False, root: Path = PACKAGE,
+          checks: bool = False) -> dict:
+    """{relative path: bytes} of the released tree (nothing written). checks: with the
+    public checks in .grading/ (computed with the library: a few seconds)."""
     files: dict[str, bytes] = {}
     found: set = set()
+    rels = [p.relative_to(root).as_posix() for p in package_files(root)]
     for p in package_files(root):
         rel = p.relative_to(root).as_posix()
+        if is_tuned(rel) and not with_solutions:
+            continue
         data = p.read_bytes()
         if p.suffix == ".py":
             text = data.decode("utf-8")
@@ -94,9 +156,17 @@ def build(assignment: Assignment, with_solutions: bool = False, root: Path = PAC
     if missing:
         raise ReleaseError(f"assignment {assignment.name}: no '### BEGIN SOLUTION' region in "
                            f"{'; '.join(missing)} (the library and the manifest disagree)")
+    if not with_solutions:
+        for rel, text in tuned_stubs(rels).items():
+            files[f"minigpt/{rel}"] = text.encode()
     files["minigpt/assignments/__init__.py"] = _STUB_INIT.encode()
     files["minigpt/assignments/cli.py"] = _STUB_CLI.encode()
     files["README.md"] = student_readme(assignment, with_solutions).encode()
+    if checks:
+        meta, arrays = prepare(assignment, public_only=True)
+        for name, data in cases_bytes(meta, arrays).items():
+            files[f".grading/{name}"] = data
+        files[".grading/selfcheck.py"] = _SELFCHECK.encode()
     stamp = {"assignment": assignment.name, "files": [f"minigpt/{f}" for f in assignment.files],
              "with_solutions": with_solutions, "note": RELEASED_NOTE}
     files[STAMP] = (json.dumps(stamp, indent=2) + "\n").encode()
@@ -115,7 +185,7 @@ def release(name: str, out, with_solutions: bool = False, force: bool = False) -
         if not (out / STAMP).is_file():
             raise ReleaseError(f"{out} is not a released assignment tree; --force only replaces "
                                "those (nothing else is ever deleted)")
-    files = build(assignment, with_solutions)
+    files = build(assignment, with_solutions, checks=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -142,8 +212,10 @@ def write_tree(files: dict, root: Path) -> None:
 
 
 def pack_command(assignment: Assignment) -> str:
-    files = " ".join(f"minigpt/{f}" for f in assignment.files)
-    return f"python -m zipfile -c submission.zip {files}"
+    """The student's packing command: the whole minigpt/ folder, paths kept (the grader takes
+    only the assignment's files from it). `python -m zipfile -c` stores a file given by name
+    without its folders, but a folder with the paths inside it."""
+    return "python -m zipfile -c submission.zip minigpt"
 
 
 def student_readme(a: Assignment, with_solutions: bool) -> str:
@@ -161,17 +233,20 @@ def student_readme(a: Assignment, with_solutions: bool) -> str:
     lines += ["", "Keep the function signatures; what a forward saves for its backward is up "
               "to you: only the results are graded. Write array code with "
               "`xp = get_array_module(x)` and keep the input's dtype. Use only NumPy and this "
-              "tree's `minigpt` package, and not the library's tuned ops in `minigpt/fast` or "
-              "`minigpt/cuda` (a task that calls them scores 0).", "",
+              "tree's `minigpt` package (every op runs its reference here: yours).", "",
               "## How it is graded", "",
-              "Every task runs in its own process with a time limit, on this tree only: "
-              "forward values and float64 gradients (with a random upstream gradient) are "
-              "compared with the course's answers, on the cases you can guess and on hidden "
-              "edge cases. A task scores all of its points or none; a backward task needs its "
-              "forward. Check your work before submitting:", "", "```bash",
-              f"minigpt assignments grade {a.name} .", "```", "",
-              "## Submit", "", "From this directory, pack exactly these files:", "", "```bash",
-              pack_command(a), "```", ""]
+              "Every task runs in its own process with a time limit, in a sandbox that sees "
+              "this tree, NumPy and the standard library only: forward values and float64 "
+              "gradients (with a random upstream gradient) are compared with the course's "
+              "answers, on the cases you can guess and on hidden edge cases (you learn that "
+              "a hidden case failed, not which). A backward is judged against the reference "
+              "forward's gradients, so a wrong forward does not cost its backward. A task "
+              "scores all of its points or none. Check your work on the public cases as "
+              "often as you like:", "", "```bash",
+              "python .grading/selfcheck.py                 # every task",
+              f"python .grading/selfcheck.py --task {a.tasks[0].id}", "```", "",
+              "## Submit", "", "From this directory (the grader takes only the files above "
+              "from it):", "", "```bash", pack_command(a), "```", ""]
     return "\n".join(lines)
 
 

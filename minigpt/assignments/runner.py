@@ -1,19 +1,22 @@
 """The student side of one graded task: runs in its own process, on the student's tree only.
 
-The grader copies this file next to the grading tree and starts
+The grader (judging.py) copies this file into a fresh folder beside the task's tree and starts
 
     python -I -S runner.py JOBDIR
 
--I: no environment variables, no user site, no script directory on sys.path; -S: no `site`,
-so no .pth file runs and an editable install of the real minigpt cannot hook the import
-system. The runner puts the student's tree first on sys.path and the interpreter's
-site-packages (for NumPy) after it, imports minigpt, and checks that every minigpt module
-it ends up with lives in the tree: the reference solution is never importable here.
+in an empty environment and its own process group. -I: no environment variables, no user
+site, no script directory on sys.path; -S: no `site`, so no .pth file runs. sys.path is the
+student's tree, JOBDIR/site (links to NumPy and tqdm only: not site-packages, where an
+installed minigpt lives) and the standard library. Before the student's code is imported, an
+audit hook (`sandbox`) lets the process read only the tree, those packages and the standard
+library, write only in JOBDIR, and start no process, load no C library through ctypes, open
+no socket and signal no other process.
 
 This file imports nothing from minigpt at module level (it is not part of the student's
 package). JOBDIR/job.json lists the calls; JOBDIR/inputs.npz holds their arrays; the runner
-writes JOBDIR/result.json and JOBDIR/result.npz (plain arrays: no pickle crosses the process
-boundary). The expected values never come here: the grader compares in its own process.
+writes the raw values its calls returned to JOBDIR/result.npz (plain arrays and one JSON
+blob: no pickle crosses the process boundary). It judges nothing: the expected values never
+come here, and the grader reads the results only after this process group is dead.
 """
 import importlib
 import json
@@ -22,21 +25,28 @@ import sys
 import traceback
 
 
-def _setup(job):
+def _setup(job, jobdir):
     tree = os.path.realpath(job["tree"])
-    sys.path[:] = [tree] + [p for p in sys.path if p and os.path.realpath(p) != os.path.dirname(
-        os.path.realpath(__file__))] + list(job["site"])
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__
-                        and "editable" not in getattr(f, "__name__", "")]
+    sys.path[:] = [tree, os.path.join(jobdir, "site")] + [
+        p for p in sys.path if p and os.path.realpath(p) != os.path.dirname(
+            os.path.realpath(__file__))]
     os.environ["MINIGPT_OPS"] = "reference"  # the student's reference ops, never the tuned ones
     import numpy  # noqa: F401  (before the student's code can touch anything)
     return tree
 
 
-def _student_frames(tb_text, tree):
-    """The traceback's last lines, from the student's files where possible."""
-    lines = [ln for ln in tb_text.rstrip().splitlines() if ln.strip()]
-    return "\n".join(lines[-6:]).replace(tree + os.sep, "")
+def _student_frames(tb, tree):
+    """The traceback's frames in the student's tree (paths relative to it): nothing of the
+    grader's or the interpreter's file layout."""
+    lines = []
+    for frame in traceback.extract_tb(tb):
+        f = os.path.realpath(frame.filename)
+        if f.startswith(tree + os.sep):
+            rel = os.path.relpath(f, tree).replace(os.sep, "/")
+            lines.append(f'  File "{rel}", line {frame.lineno}, in {frame.name}')
+            if frame.line:
+                lines.append(f"    {frame.line}")
+    return "\n".join(lines[-8:])
 
 
 def resolve_target(target):
@@ -118,16 +128,6 @@ def op(call, arrays, out):
             if a.get("grad"):
                 g = t.grad if t.grad is not None else None
                 res["grads"][a["name"]] = _store(g, f"{out}.grad.{a['name']}", arrays_out)
-    if call.get("gradcheck"):
-        from minigpt.gradcheck import gradcheck
-        fresh = [minigpt.Tensor(np.array(arrays[a["array"]]), requires_grad=a.get("grad", False))
-                 for a in call["args"]]
-        names = [a["name"] for a in call["args"]]
-        try:
-            gradcheck(lambda *ts: apply(*ts, **kwargs), fresh, names=names, seed=call["seed"])
-            res["gradcheck"] = "ok"
-        except AssertionError as e:
-            res["gradcheck"] = str(e)
     out_arrays = arrays_out
     return res, out_arrays
 
@@ -261,79 +261,126 @@ def gradcheck_probe(call, arrays, out):
         res["wrong"] = "returned " + repr(gradcheck(Bad.apply, tensors(), names=["x", "w"]))
     except AssertionError as e:
         res["wrong"] = "raised: " + str(e)
-    return res, {}
+    return {"value": res}, {}
 
 
-def capstone(call, arrays, out):
-    """Pretrain with the student's ops (reference mode) and report the validation loss."""
-    import minigpt
-    from minigpt import training
-    minigpt.use("reference")
-    cfg = training.TrainConfig(**call["config"])
-    summary = training.pretrain(cfg, force=True, progress=False, log=lambda *a, **k: None)
-    return {"value": {"val_loss": summary.get("val_loss"), "status": summary.get("status"),
-                      "step": summary.get("step"),
-                      "impls": dict(minigpt.implementations())}}, {}
-
-
-def train_step(call, arrays, out):
-    """One forward, backward and Adam step of a small GPT (dropout on): what the capstone
-    runs, at a size the grader can afford to run as the reference."""
+def train(call, arrays, out):
+    """Train a small GPT from scratch with the tree's ops and Adam (no dropout: the run is
+    deterministic), on the token ids the grader sent: the training loss of every step, then
+    the validation loss. Progress goes to stderr, so a timeout can say how far it got."""
     import numpy as np
     import minigpt
     from minigpt import optim
-    cfg = minigpt.GPTConfig(vocab_size=11, n_ctx=8, n_layer=1, n_embd=8, n_head=2)
-    model = minigpt.GPT(cfg)
+    cfg = minigpt.GPTConfig(**call["config"])
+    model = minigpt.GPT(cfg, seed=call["seed"])
     model.train()
-    opt = optim.Adam(model.parameters(), lr=1e-3,
-                     schedule=optim.warmup_cosine(2, 10))
-    idx = np.random.default_rng(0).integers(0, 11, (2, 9))
-    loss = model.loss(idx[:, :-1], idx[:, 1:])
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return {"value": float(loss.data)}, {}
+    opt = optim.Adam(model.parameters(), lr=call["lr"], weight_decay=call["weight_decay"],
+                     max_grad_norm=1.0, schedule=optim.warmup_cosine(call["warmup"],
+                                                                     call["steps"]))
+    data, val = arrays[call["train"]].astype(np.int64), arrays[call["val"]].astype(np.int64)
+    B, T, steps = call["batch_size"], call["block_size"], call["steps"]
+    rng = np.random.default_rng(call["seed"])
+
+    def batch(ids, starts):
+        x = np.stack([ids[i:i + T] for i in starts])  # (B, T)
+        y = np.stack([ids[i + 1:i + T + 1] for i in starts])  # (B, T)
+        return x, y
+
+    losses = []
+    every = max(1, steps // 20)
+    for step in range(1, steps + 1):
+        x, y = batch(data, rng.integers(0, len(data) - T - 1, B))
+        loss = model.loss(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.data))
+        if step % every == 0 or step == steps:
+            print(f"progress: step {step} of {steps} (training loss {losses[-1]:.4f})",
+                  file=sys.stderr, flush=True)
+    model.eval()
+    starts = np.linspace(0, len(val) - T - 2, call["val_batches"] * B).astype(np.int64)
+    total = 0.0
+    with minigpt.no_grad():
+        for chunk in starts.reshape(call["val_batches"], B):
+            x, y = batch(val, chunk)
+            total += float(model.loss(x, y).data)
+    losses.append(total / call["val_batches"])
+    value = {"losses": np.array(losses)}
+    if call.get("weights"):
+        value["weights"] = {k: np.asarray(p.data) for k, p in model.state_dict().items()}
+    out_arrays = {}
+    return {"value": _store(value, out, out_arrays)}, out_arrays
 
 
-class Watch:
-    """Which functions of the library's other implementations (minigpt/fast, minigpt/cuda)
-    the student's files call while a procedure runs: {(file, function)}.
-
-    The grader records the same for the reference and fails a task whose code calls one the
-    reference never does (a LayerNorm.backward that hands its work to the tuned fast op)."""
-
-    WATCHED = ("fast", "cuda")
-
-    def __init__(self, package, student_files):
-        package = os.path.realpath(package)
-        self.watched = tuple(os.path.join(package, d) + os.sep for d in self.WATCHED)
-        self.student = {os.path.join(package, f) for f in student_files}
-        self.package = package
-        self.seen = set()
-
-    def _profile(self, frame, event, arg):
-        if event != "call":
-            return
-        code = frame.f_code
-        if code.co_filename.startswith(self.watched):
-            caller = frame.f_back
-            if caller is not None and caller.f_code.co_filename in self.student:
-                name = getattr(code, "co_qualname", code.co_name)
-                rel = os.path.relpath(code.co_filename, self.package).replace(os.sep, "/")
-                self.seen.add((rel, name))
-
-    def __enter__(self):
-        self._previous = sys.getprofile()
-        sys.setprofile(self._profile)
-        return self
-
-    def __exit__(self, *exc):
-        sys.setprofile(self._previous)
+PROCEDURES = {"op": op, "call": call, "method": method, "adam": adam, "clip": clip,
+              "encoder": encoder, "gradcheck_probe": gradcheck_probe, "train": train}
 
 
-PROCEDURES = {"train_step": train_step, "op": op, "call": call, "method": method, "adam": adam, "clip": clip,
-              "encoder": encoder,
-              "gradcheck_probe": gradcheck_probe, "capstone": capstone}
+# ---------------------------------------------------------------- the sandbox
+
+_BLOCKED = ("subprocess.", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
+            "os.system", "os.kill", "os.killpg", "os.startfile", "pty.", "ctypes.",
+            "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
+            "socket.getaddrinfo", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+            "signal.pthread_kill", "winreg.", "_winapi.", "msvcrt.", "webbrowser.")
+_WRITES = ("os.rename", "os.replace", "os.link", "os.remove", "os.rmdir", "os.mkdir",
+           "os.truncate", "os.chmod", "os.chown", "os.chflags", "os.utime", "os.mkfifo",
+           "os.mknod", "os.setxattr", "os.removexattr", "shutil.")
+_LISTS = ("os.listdir", "os.scandir", "os.chdir", "glob.glob")
+
+
+class SandboxError(PermissionError):
+    pass
+
+
+def sandbox(read_roots, write_roots):
+    """An audit hook (it cannot be removed) that confines the rest of this process: reads
+    under read_roots, writes under write_roots, no processes, ctypes, sockets or signals.
+    It closes the doors Python itself offers (the process can load no native code to open
+    others); where the grader is root, the process also runs as `nobody`."""
+    realpath, fspath, sep = os.path.realpath, os.fspath, os.sep
+    reads = tuple(realpath(r).rstrip(sep) + sep for r in read_roots)
+    writes = tuple(realpath(r).rstrip(sep) + sep for r in write_roots)
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+    def inside(path, roots):
+        if path is None or isinstance(path, int):
+            return True
+        try:
+            p = realpath(fspath(path))
+        except (TypeError, ValueError, OSError):
+            return False
+        if isinstance(p, bytes):
+            p = p.decode("utf-8", "replace")
+        return (p.rstrip(sep) + sep).startswith(roots)
+
+    def refuse(what):
+        raise SandboxError(f"the grader's sandbox refused {what}: your code may read only "
+                           "its own files, NumPy and the standard library, and start no "
+                           "process")
+
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None, 0))[:3]
+            write = any(c in mode for c in "wax+") if isinstance(mode, str) else \
+                bool((flags or 0) & write_flags)
+            if not inside(path, writes if write else reads):
+                refuse(f"opening {path!r}")
+        elif event.startswith(_BLOCKED):
+            refuse(event)
+        elif event.startswith(_WRITES):
+            paths = [a for a in args if isinstance(a, (str, bytes, os.PathLike))]
+            if not all(inside(a, writes) for a in paths):
+                refuse(f"{event} on {paths[0]!r}")
+        elif event == "os.symlink":
+            if not inside(args[1], writes):
+                refuse(f"{event} on {args[1]!r}")
+        elif event.startswith(_LISTS):
+            if args and not inside(args[0], reads):
+                refuse(f"{event} on {args[0]!r}")
+
+    sys.addaudithook(hook)
 
 
 def _limit_memory(limit) -> None:
@@ -349,13 +396,17 @@ def _limit_memory(limit) -> None:
 
 
 def main(jobdir):
+    jobdir = os.path.realpath(jobdir)
     with open(os.path.join(jobdir, "job.json"), encoding="utf-8") as f:
         job = json.load(f)
     _limit_memory(job.get("memory_bytes"))
-    tree = _setup(job)
+    tree = _setup(job, jobdir)
     import numpy as np
     with np.load(os.path.join(jobdir, "inputs.npz"), allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
+    site = os.path.join(jobdir, "site")
+    sandbox([tree, jobdir] + list(job["stdlib"]) + [os.path.realpath(os.path.join(site, n))
+                                                   for n in os.listdir(site)], [jobdir])
     for name, helper in job.get("trusted", {}).items():  # module:attr -> trusted helper name
         module, _, attr = name.partition(":")
         try:
@@ -363,36 +414,17 @@ def main(jobdir):
         except Exception:
             pass  # the import error shows up again, with its traceback, in the calls
     results, out_arrays = {"calls": {}}, {}
-    watch = Watch(os.path.join(tree, "minigpt"), job.get("student_files", []))
     for c in job["calls"]:
         key = c["key"]
         try:
-            with watch:
-                res, arr = PROCEDURES[c["procedure"]](c, arrays, key)
+            res, arr = PROCEDURES[c["procedure"]](c, arrays, key)
             out_arrays.update(arr)
         except BaseException as e:  # noqa: B902  (SystemExit and friends are the student's too)
             res = {"error": f"{type(e).__name__}: {e}",
-                   "traceback": _student_frames(traceback.format_exc(), tree)}
+                   "traceback": _student_frames(e.__traceback__, tree)}
         results["calls"][key] = res
-    results["calls_into_other_implementations"] = sorted(map(list, watch.seen))
-    # isolation: every minigpt module must come from the student's tree
-    import minigpt
-    forbidden = [os.path.realpath(p) for p in job.get("forbidden", [])]
-    leaks = []
-    for name, mod in list(sys.modules.items()):
-        f = getattr(mod, "__file__", None)
-        if not f:
-            continue
-        f = os.path.realpath(f)
-        if name.split(".")[0] == "minigpt" and not f.startswith(tree + os.sep):
-            leaks.append(f"{name} from {f}")
-        elif any(f.startswith(d + os.sep) for d in forbidden):
-            leaks.append(f"{name} from {f}")
-    results["minigpt_file"] = os.path.realpath(minigpt.__file__)
-    results["leaks"] = leaks
-    np.savez(os.path.join(jobdir, "result.npz"), **out_arrays)
-    with open(os.path.join(jobdir, "result.json"), "w", encoding="utf-8") as f:
-        json.dump(results, f)
+    blob = np.frombuffer(json.dumps(results).encode("utf-8"), dtype=np.uint8)
+    np.savez(os.path.join(jobdir, "result.npz"), __json__=blob, **out_arrays)
 
 
 if __name__ == "__main__":
