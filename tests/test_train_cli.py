@@ -306,3 +306,46 @@ def test_train_config_refuses_bad_tokenizer_and_size_options(kw, message, tmp_pa
         TrainConfig(tokenizer="char", out=str(tmp_path / "x"), **kw)
     if "n_embd" in kw:  # allowed when the sizes fit, for either tokenizer
         TrainConfig(tokenizer="bpe", bpe_keep_case=True, n_embd=32, n_head=4)
+
+
+@pytest.mark.parametrize("command, config, needed", [
+    ("pretrain", "TrainConfig", []),
+    ("finetune", "FinetuneConfig", ["--task", "tag", "--data", "d", "--init", "i", "--out", "o"])])
+def test_every_option_is_generated_from_its_config_field(command, config, needed, capsys):
+    """One definition per setting: the command has one option per config field, named after
+    it, that parses as None when not given (the config's default applies) and is checked by
+    the field's own rule at parse time; every numeric field has a rule."""
+    import dataclasses
+    import minigpt.training
+    from minigpt.cli import build_parser
+    cls = getattr(minigpt.training, config)
+    args = vars(build_parser().parse_args([command, *needed]))
+    for f in dataclasses.fields(cls):
+        assert f.name in args, f.name
+        if "--" + f.name not in needed:
+            assert args[f.name] is None, f.name
+        rule = f.metadata["rule"]
+        if isinstance(f.default, bool):
+            continue
+        if any(t in str(f.type) for t in ("int", "float")):
+            assert rule is not None, f"{config}.{f.name} is a number without a range rule"
+        if rule is None:
+            continue
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args([command, *needed, flag, "x"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument {flag}: must be {rule.expected}, got 'x'" in err, err
+
+
+def test_generated_switches_and_resume_steps():
+    from minigpt.cli import build_parser
+    parser = build_parser()
+    args = parser.parse_args(["finetune", "--task", "classify", "--data", "d", "--init", "i",
+                              "--out", "o", "--no-pretrain"])
+    assert args.pretrained is False
+    args = parser.parse_args(["pretrain", "--bpe-keep-case", "--resume"])
+    assert args.bpe_keep_case is True and args.steps is None  # None: the checkpoint's own
+    with pytest.raises(SystemExit):
+        parser.parse_args(["finetune", "--task", "classify"])  # --data, --init, --out required

@@ -219,8 +219,9 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
                 clock = time.perf_counter()          # nor is saving
         run.end_progress()
 
-        if status == "completed" and cfg.snapshot_every:  # the last step, also off the grid of N
-            save_snapshot(snap_dir, model, tokenizer, run_state(cfg, steps_done, last_loss, last_val))
+        if status == "completed" and cfg.snapshot_every:  # the last step, a multiple of N or not
+            save_snapshot(snap_dir, model, tokenizer,
+                          run_state(cfg, steps_done, last_loss, last_val))
         save_checkpoint(ckpt_dir, model, tokenizer, opt,
                         resume_state(cfg, steps_done, last_loss, last_val, data_rng))
         run.checkpoint_saved()
