@@ -293,6 +293,17 @@ class Function:
         return grads
 
     @classmethod
+    def run_forward(cls, *arrays, **options):
+        """forward on plain arrays and nothing else: no Tensors, no dtype checks, no graph, no
+        observers, nothing kept after it returns. For inference loops whose inputs are known
+        to be right (KV-cache decoding, GPT.decode), where apply's bookkeeping costs more
+        than the op on one token's shapes."""
+        fn = cls()
+        fn._saved = ()
+        fn.needs_input_grad = (False,) * len(arrays)
+        return fn.forward(*arrays, **options)
+
+    @classmethod
     def apply(cls, *inputs, **options) -> Tensor:
         fn = cls()
         fn._saved = ()

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import dispatch
 from . import functional as F
 from . import interop
-from .autograd import Tensor
+from .autograd import Function, Tensor
 from .checks import short_list
 from .backend import get_array_module
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
@@ -91,6 +92,43 @@ PRESETS = {
 }
 
 
+def chosen(op: str, *arrays, memo: dict | None = None, **options):
+    """dispatch.choose(op, *arrays, **options), remembered in `memo` (a dict kept for one pass,
+    GPT.decode's) by op and input shapes: the choice is made once per pass, not once per
+    layer (the mode and the registry cannot change within a pass, and choose() costs as much
+    as an op on one token)."""
+    if memo is None:
+        return dispatch.choose(op, *arrays, **options)
+    key = (op, *(a.shape for a in arrays))
+    impl = memo.get(key)
+    if impl is None:
+        impl = memo[key] = dispatch.choose(op, *arrays, **options)
+    return impl
+
+
+def forward_only(op: str, *arrays, memo: dict | None = None, **options):
+    """The implementation of `op` that minigpt.dispatch picks for these arrays (the same one
+    F.<op> would run; see chosen), run on plain arrays with no graph (Function.run_forward)."""
+    return chosen(op, *arrays, memo=memo, **options).run_forward(*arrays, **options)
+
+
+class KVCache:
+    """Keys and values of every layer for KV-cache decoding (GPT.decode), allocated once for
+    the whole context: k[i] and v[i] are layer i's (B, nh, n_ctx, hs), of which the first
+    `length` positions are filled. A new token's keys and values are written in place: no
+    concatenation, whose copy of the whole cache per token grew with the text."""
+
+    def __init__(self, config: "GPTConfig", batch: int = 1, xp=np):
+        shape = (config.n_layer, batch, config.n_head, config.n_ctx, config.n_embd // config.n_head)
+        self.k = xp.empty(shape, dtype=np.dtype(config.dtype))  # (L, B, nh, n_ctx, hs)
+        self.v = xp.empty(shape, dtype=np.dtype(config.dtype))
+        self.length = 0
+
+    @property
+    def batch(self) -> int:
+        return self.k.shape[1]
+
+
 class Attention(Module):
     """Masked multi-head self-attention: c_attn (C -> 3C, q k v in that order), then c_proj."""
 
@@ -120,6 +158,22 @@ class Attention(Module):
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
+    def decode(self, x, k_cache, v_cache, past: int, memo=None):
+        """forward() on arrays for GPT.decode: x (B, T, C) at positions past..past+T-1; their
+        keys and values are written into k_cache, v_cache (B, nh, n_ctx, hs) in place."""
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        qkv = forward_only("linear", x, self.c_attn.weight.data, self.c_attn.bias.data,
+                           memo=memo)  # (B, T, 3C)
+        qkv = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        Tk = past + T
+        k_cache[:, :, past:Tk] = qkv[1]  # (B, nh, T, hs) appended in place
+        v_cache[:, :, past:Tk] = qkv[2]
+        y = forward_only("attention", qkv[0], k_cache[:, :, :Tk], v_cache[:, :, :Tk], causal=True,
+                         padding_mask=None, dropout_p=0.0, rng=None, memo=memo)  # (B, nh, T, hs)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
+        return forward_only("linear", y, self.c_proj.weight.data, self.c_proj.bias.data, memo=memo)
+
 
 class MLP(Module):
     """Position-wise feed-forward: c_fc (C -> 4C), GELU, c_proj (4C -> C)."""
@@ -136,6 +190,16 @@ class MLP(Module):
         h = F.linear_gelu(x, self.c_fc.weight, self.c_fc.bias)
         return self.dropout(self.c_proj(h))
 
+    def decode(self, x, memo=None):
+        """forward() on arrays for GPT.decode (no dropout)."""
+        w, b = self.c_fc.weight.data, self.c_fc.bias.data
+        fused = chosen("linear_gelu", x, w, b, memo=memo)
+        if isinstance(fused, type) and issubclass(fused, Function):  # one op (the GPU kernel)
+            h = fused.run_forward(x, w, b)
+        else:  # the reference linear_gelu: linear, then gelu, each dispatched on its own
+            h = forward_only("gelu", forward_only("linear", x, w, b, memo=memo), memo=memo)
+        return forward_only("linear", h, self.c_proj.weight.data, self.c_proj.bias.data, memo=memo)
+
 
 class Block(Module):
     """GPT-1's post-LN block: n = ln_1(x + attn(x));  h = ln_2(n + mlp(n))."""
@@ -151,6 +215,18 @@ class Block(Module):
     def forward(self, x: Tensor, padding_mask=None, cache=None) -> Tensor:
         n = self.ln_1(x + self.attn(x, padding_mask, cache))
         return self.ln_2(n + self.mlp(n))
+
+    def decode(self, x, k_cache, v_cache, past: int, memo=None):
+        """forward() on arrays for GPT.decode; the residual sums are written into the fresh
+        outputs of attn and mlp (x + a == a + x exactly: the same numbers as forward)."""
+        a = self.attn.decode(x, k_cache, v_cache, past, memo)
+        a += x  # (B, T, C)
+        n = forward_only("layer_norm", a, self.ln_1.weight.data, self.ln_1.bias.data,
+                         eps=self.ln_1.eps, memo=memo)
+        m = self.mlp.decode(n, memo)
+        m += n
+        return forward_only("layer_norm", m, self.ln_2.weight.data, self.ln_2.bias.data,
+                            eps=self.ln_2.eps, memo=memo)
 
 
 class GPT(Module):
@@ -216,6 +292,31 @@ class GPT(Module):
     def forward(self, idx, padding_mask=None, cache: list | None = None) -> Tensor:
         h = self.hidden_states(idx, padding_mask, cache)
         return self.lm_logits(h)
+
+    def decode(self, idx, cache: KVCache):
+        """Next-token logits (B, V), an array, after the tokens idx (B, T); their keys and values
+        are appended to `cache` (a KVCache of this model's config and batch size).
+
+        The forward pass for sampling: no graph, no dropout, no observers; each op is the
+        implementation minigpt.dispatch picks (the one forward() runs), called on arrays
+        (Function.run_forward); only the last position goes through the output layer. Pass the
+        prompt first, then one new token per call. The logits equal forward()'s at the last
+        position (tests/test_sample.py: 1e-6 in float32, 1e-12 in float64)."""
+        idx = self._check_input(idx, cache.length)
+        if idx.shape[0] != cache.batch:
+            raise ValueError(f"GPT.decode: {idx.shape[0]} sequences for a cache of batch "
+                             f"{cache.batch}; make a KVCache(config, batch={idx.shape[0]})")
+        xp = get_array_module(self.tokens_embed.weight.data)
+        idx = xp.asarray(idx)
+        T, past = idx.shape[1], cache.length
+        memo = {}  # op and shapes -> the implementation, chosen once for this pass
+        h = forward_only("embedding", self.tokens_embed.weight.data, idx=idx, memo=memo)  # (B, T, C)
+        h = h + self.positions_embed.weight.data[past:past + T]  # + (T, C)
+        for i, block in enumerate(self.h):
+            h = block.decode(h, cache.k[i], cache.v[i], past, memo)
+        cache.length = past + T
+        return forward_only("linear", h[:, -1], self.tokens_embed.weight.data.T,
+                            memo=memo)  # (B, C) @ (C, V)
 
     def lm_logits(self, h: Tensor) -> Tensor:
         """logits = h @ W_e^T: the token embedding doubles as the output layer (tied)."""

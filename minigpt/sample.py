@@ -1,8 +1,9 @@
 """Text generation: temperature, top-k and top-p (nucleus) sampling with a KV cache.
 
 With the cache, each new token costs one position through the network: the keys and values of
-earlier positions are kept per layer and reused (tests check the logits equal a full
-recomputation). GPT-1's positions are absolute and learned, so once the text is longer than
+earlier positions are kept per layer (model.KVCache, allocated once) and reused, and the step
+runs GPT.decode, the forward pass on arrays with no autograd graph (tests check the logits
+equal forward()'s and the tokens those of a full recomputation). GPT-1's positions are absolute and learned, so once the text is longer than
 n_ctx the window slides: the last n_ctx tokens are re-encoded from position 0 at every step,
 exactly as without a cache (positions shift, so cached keys would be stale).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import no_grad
+from .model import KVCache
 from .backend import get_array_module, to_numpy
 from .checks import nonneg_float, nonneg_int, positive_int, probability
 
@@ -37,14 +39,26 @@ def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | N
     return logits
 
 
-def pick_token(logits, temperature: float, top_k, top_p, rng: np.random.Generator) -> int:
-    """Greedy (argmax) when temperature is 0, else a draw from the filtered softmax."""
+def next_token_probabilities(logits, temperature: float, top_k=None, top_p=None) -> np.ndarray:
+    """The distribution pick_token draws the next token from, float64 (V,), for the logits
+    (V,) of the last position: all mass on the argmax when temperature is 0 (greedy), else
+    softmax(filter_logits(logits / temperature, top_k, top_p))."""
     logits = to_numpy(logits).astype(np.float64)
     if temperature == 0:
-        return int(np.argmax(logits))
+        p = np.zeros_like(logits)
+        p[int(np.argmax(logits))] = 1.0
+        return p
     z = filter_logits(logits / temperature, top_k, top_p)
     p = np.exp(z - z.max())
     p /= p.sum()
+    return p
+
+
+def pick_token(logits, temperature: float, top_k, top_p, rng: np.random.Generator) -> int:
+    """Greedy (argmax) when temperature is 0, else a draw from next_token_probabilities."""
+    p = next_token_probabilities(logits, temperature, top_k, top_p)
+    if temperature == 0:
+        return int(np.argmax(p))  # the argmax of the logits (p is one-hot there)
     return int(rng.choice(p.size, p=p))
 
 
@@ -74,17 +88,18 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0,
     was_training = model.training
     model.eval()
     new = []
+    cache = KVCache(model.config, batch=1, xp=xp) if use_cache and max_new_tokens else None
     try:
         with no_grad():
-            cache = None
             for _ in range(max_new_tokens):
-                if use_cache and cache is not None and len(cache) and cache[0]["k"].shape[2] < n_ctx:
-                    logits = model(xp.asarray([[ids[-1]]]), cache=cache)
-                else:  # first step, no cache, or the window is full: encode the last tokens
-                    window = ids[-n_ctx:]
-                    cache = [] if use_cache else None
-                    logits = model(xp.asarray([window]), cache=cache)
-                token = pick_token(logits.data[0, -1], temperature, top_k, top_p, rng)
+                if cache is None:  # no cache: the whole window through forward()
+                    logits = model(xp.asarray([ids[-n_ctx:]])).data[0, -1]
+                elif 0 < cache.length < n_ctx:  # one new token through the cached decode step
+                    logits = model.decode(xp.asarray([[ids[-1]]]), cache)[0]
+                else:  # first step, or the window is full: encode the last n_ctx tokens afresh
+                    cache.length = 0
+                    logits = model.decode(xp.asarray([ids[-n_ctx:]]), cache)[0]
+                token = pick_token(logits, temperature, top_k, top_p, rng)
                 ids.append(token)
                 new.append(token)
                 if on_token is not None:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from minigpt import GPT, GPTConfig
-from minigpt.sample import filter_logits, generate, pick_token
+from minigpt.sample import filter_logits, generate, next_token_probabilities, pick_token
 
 
 def model(n_ctx=8):
@@ -103,3 +103,85 @@ def test_filter_logits_rejects_a_top_k_or_top_p_outside_its_range():
             filter_logits(logits, top_p=bad)
     assert np.isfinite(filter_logits(logits, top_k=3, top_p=1.0)).all()  # the edges keep all
     assert generate(model(), [1], 0) == []  # zero new tokens is allowed: nothing to add
+
+
+# ---- the no-grad decode path (GPT.decode, KVCache) against forward() ---------------------------
+
+def _forward_path_tokens(m, prompt, n, temperature, seed):
+    """generate() as it was before GPT.decode: forward() with the list-of-dicts cache, the
+    window re-encoded when full (the path the decode step must reproduce token for token)."""
+    from minigpt import no_grad
+    from minigpt.sample import pick_token
+    ids, rng, new, cache = list(prompt), np.random.default_rng(seed), [], None
+    m.eval()
+    with no_grad():
+        for _ in range(n):
+            if cache is not None and cache[0]["k"].shape[2] < m.config.n_ctx:
+                logits = m(np.asarray([[ids[-1]]]), cache=cache)
+            else:
+                cache = []
+                logits = m(np.asarray([ids[-m.config.n_ctx:]]), cache=cache)
+            ids.append(pick_token(logits.data[0, -1], temperature, None, None, rng))
+            new.append(ids[-1])
+    return new
+
+
+@pytest.mark.parametrize("mode", ["auto", "reference"])
+@given(st.integers(1, 3), st.integers(1, 6), st.sampled_from(["float32", "float64"]),
+       st.integers(0, 2**31 - 1))
+@settings(max_examples=8, deadline=None)
+def test_decode_logits_equal_forward_logits(mode, B, n_prompt, dtype, seed):
+    """Prompt then one token at a time up to n_ctx, batch B: every step's logits equal
+    forward()'s at that position (1e-6 in float32, 1e-12 in float64), in both op tiers."""
+    import minigpt
+    from minigpt import no_grad
+    from minigpt.model import KVCache
+    n_ctx = 8
+    m = GPT(GPTConfig(vocab_size=23, n_ctx=n_ctx, n_layer=2, n_embd=24, n_head=3, dtype=dtype),
+            seed=seed % 1000).eval()
+    ids = np.random.default_rng(seed).integers(0, 23, (B, n_ctx))
+    n_prompt = min(n_prompt, n_ctx)
+    with minigpt.use(mode):
+        with no_grad():
+            full = m(ids).data  # (B, n_ctx, V)
+        cache = KVCache(m.config, batch=B)
+        steps = [m.decode(ids[:, :n_prompt], cache)]
+        steps += [m.decode(ids[:, t:t + 1], cache) for t in range(n_prompt, n_ctx)]
+    assert cache.length == n_ctx
+    tol = 1e-6 if dtype == "float32" else 1e-12
+    for t, logits in zip(range(n_prompt - 1, n_ctx), steps):
+        assert logits.shape == (B, 23) and logits.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(logits, full[:, t], rtol=tol, atol=tol, err_msg=f"position {t}")
+
+
+@pytest.mark.parametrize("temperature,seed", [(0.0, None), (1.0, 7), (0.7, 11)])
+def test_decode_path_samples_the_tokens_of_the_forward_path(temperature, seed):
+    """The same tokens for a seed as the forward() path with its list cache, past n_ctx."""
+    m = GPT(GPTConfig(vocab_size=31, n_ctx=8, n_layer=2, n_embd=32, n_head=4), seed=3)
+    prompt = [5, 2, 9]
+    got = generate(m, prompt, 25, temperature=temperature, seed=seed)
+    assert got == _forward_path_tokens(m, prompt, 25, temperature, seed)
+
+
+def test_decode_records_no_graph_and_checks_its_inputs():
+    from minigpt.model import KVCache
+    m = model()
+    cache = KVCache(m.config)
+    logits = m.decode(np.array([[1, 2]]), cache)  # outside no_grad: still no graph
+    assert isinstance(logits, np.ndarray) and all(p.grad is None for p in m.parameters())
+    with pytest.raises(ValueError, match="batch"):
+        m.decode(np.array([[1], [2]]), cache)
+    with pytest.raises(ValueError, match="exceeds the context"):
+        m.decode(np.zeros((1, 7), dtype=np.int64), cache)  # 2 + 7 > n_ctx 8
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        m.decode(np.array([[17]]), cache)
+
+
+def test_next_token_probabilities_is_what_pick_token_draws_from():
+    logits = np.array([2.0, 1.0, 0.5, -1.0, 3.0])
+    p = next_token_probabilities(logits, 0.8, top_k=3, top_p=None)
+    assert p.dtype == np.float64 and abs(p.sum() - 1) < 1e-12 and (p > 0).sum() == 3
+    draws = [pick_token(logits, 0.8, 3, None, np.random.default_rng(s)) for s in range(50)]
+    expected = [int(np.random.default_rng(s).choice(5, p=p)) for s in range(50)]
+    assert draws == expected
+    assert np.array_equal(next_token_probabilities(logits, 0.0), np.eye(5)[4])
