@@ -130,6 +130,13 @@ class Tensor:
                 t.grad = grads.keep(g) if t.grad is None else t.grad + g
                 continue
             fn = t.creator
+            if type(fn) is GetItem and fn.basic and grads.reuse_arrays and not config.observers:
+                # a slice (q, k, v of the packed qkv): its gradient is g inside the slice and 0
+                # elsewhere, added straight into the input's sum (GetItem.backward, summed:
+                # the same numbers, without a zero-filled array of the input's shape per use)
+                if fn.inputs[0].requires_grad:
+                    grads.add_slice(id(fn.inputs[0]), fn.in_shape, fn.index, g)
+                continue
             for inp, ig in zip(fn.inputs, fn._run_backward(g, retain_graph)):  # chain rule
                 if ig is None or not isinstance(inp, Tensor) or not inp.requires_grad:
                     continue
@@ -243,6 +250,24 @@ class GradientSums:
         else:
             self.sums[key] = total + grad
             self.handed.add(id(self.sums[key]))
+
+    def add_slice(self, key, shape, index, grad) -> None:
+        """Add the gradient that is `grad` at [index] (a basic index: ints, slices) and 0
+        elsewhere in an array of `shape`, without building that array: into the sum's own
+        slice when the sum is owned, else into a fresh copy (a fresh zero array if none)."""
+        total = self.sums.get(key)
+        if total is not None and self.owned(total) and total.dtype == grad.dtype:
+            total[index] += grad
+            return
+        xp = get_array_module(grad)
+        if total is None:
+            fresh = xp.zeros(shape, dtype=grad.dtype)
+            fresh[index] = grad
+        else:
+            fresh = xp.array(total, dtype=xp.result_type(total, grad), copy=True)
+            fresh[index] += grad
+        self.handed.add(id(fresh))
+        self.sums[key] = fresh
 
     def take(self, key):
         """The summed gradient for key (None if nothing was added), removed from the sums."""
@@ -546,12 +571,13 @@ class GetItem(Function):
         if isinstance(index, Tensor):
             index = index.data
         self.in_shape, self.index = x.shape, index
+        self.basic = _is_basic_index(index)  # (the engine adds a basic slice's g in place)
         return x[index]
 
     def backward(self, g):
         xp = get_array_module(g)
         dx = xp.zeros(self.in_shape, dtype=g.dtype)
-        if _is_basic_index(self.index):
+        if self.basic:
             dx[self.index] = g  # ints and slices select each element at most once: no add needed
         else:
             xp.add.at(dx, self.index, g)  # fancy indices may repeat: accumulate

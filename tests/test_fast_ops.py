@@ -441,3 +441,44 @@ def test_attention_tiers_agree_on_blocks_split_over_threads(B, nh, padded, dropo
     arrays = [rng.standard_normal((B, nh, T, hs)) for _ in range(3)]
     assert_tiers_agree("attention", fn, arrays, np.float64, rng_seed=5 if dropout else None)
     assert split and all(k == 2 and n == max(B, nh) for n, k in split), split
+
+
+# ---- the engine's slice gradients (autograd bookkeeping, issue 26) -----------------------------
+
+class _Silent:
+    """An observer that looks at nothing: its presence sends every op down the plain path."""
+
+    def forward(self, fn, inputs, output):
+        pass
+
+    def backward(self, fn, grad_output, grads):
+        pass
+
+
+@given(st.integers(2, 6), st.integers(1, 4), st.lists(st.tuples(st.integers(0, 5), st.integers(0, 6)),
+                                                       min_size=1, max_size=4),
+       st.booleans(), st.booleans(), seeds)
+def test_slice_gradients_added_in_place_equal_getitem_backward(n, m, slices, also_whole, retain,
+                                                               seed):
+    """The engine adds a basic-index GetItem's gradient straight into its input's sum (the
+    q/k/v split of the packed qkv); overlapping slices, an int index, the input used whole
+    too, retain_graph: the gradients equal GetItem.backward's zero-padded arrays summed (the
+    path taken when an observer watches), bit for bit."""
+    rng = np.random.default_rng(seed)
+    x0 = rng.standard_normal((n, m))
+    w = [rng.standard_normal((n, m)) for _ in range(len(slices) + 2)]
+
+    def grads(observers):
+        x = Tensor(x0.copy(), requires_grad=True)
+        with minigpt.using(observers=observers):
+            h = x * Tensor(w[0])
+            total = (h[1] * Tensor(w[1][0])).sum()  # an int index
+            for i, (a, b) in enumerate(slices):
+                lo, hi = min(a, b) % n, max(a, b) % n + 1
+                total = total + (h[lo:hi] * Tensor(w[i + 2][lo:hi])).sum()
+            if also_whole:
+                total = total + h.sum()
+            total.backward(retain_graph=retain)
+        return x.grad
+
+    np.testing.assert_array_equal(grads([]), grads([_Silent()]))
