@@ -43,6 +43,7 @@ import numpy as np
 from . import safetensors
 from .backend import to_numpy
 from .checks import short_list
+from .untrusted import cut, read_json
 
 __all__ = ["load_pretrained", "save_pretrained", "PretrainedFormatError", "hf_config", "config_dict",
            "HF_CONFIG", "HF_SAFETENSORS", "HF_SAFETENSORS_INDEX", "HF_TORCH_BIN",
@@ -117,10 +118,8 @@ def load_pretrained(model_class, path, *, n_head: int | None = None, dtype: str 
 
 
 def _read_json(file: Path):
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PretrainedFormatError(f"{file}: not valid JSON ({e}); truncated or corrupt?") from None
+    """A JSON file of the weights folder, size and nesting bounded before parsing."""
+    return read_json(file, kind=None, error=PretrainedFormatError)
 
 
 def hf_config(config_class, d: dict, file="config.json", dtype: str = "float32"):
@@ -191,6 +190,11 @@ def _read_hf_weights(p: Path) -> tuple[dict, str]:
         wmap = idx.get("weight_map") if isinstance(idx, dict) else None
         if not isinstance(wmap, dict) or not wmap:
             raise PretrainedFormatError(f"{index}: no 'weight_map' object")
+        bad = [v for v in wmap.values() if not isinstance(v, str) or Path(v).name != v
+               or v in ("", ".", "..")]
+        if bad:
+            raise PretrainedFormatError(f"{index}: weight_map names shard {cut(bad[0])}; a shard "
+                                        f"must be a file name in {p} (no folders)")
         out = {}
         for shard in sorted(set(wmap.values())):
             f = p / shard
@@ -199,8 +203,8 @@ def _read_hf_weights(p: Path) -> tuple[dict, str]:
             out.update(safetensors.load_file(f))
         missing = sorted(set(wmap) - set(out))
         if missing:
-            raise PretrainedFormatError(f"{index}: tensors {missing[:5]} are listed but not "
-                                        f"found in the shards")
+            raise PretrainedFormatError(f"{index}: tensors {short_list(map(cut, missing))} are "
+                                        f"listed but not found in the shards")
         return out, str(index)
     if binf.is_file():
         return _read_torch_bin(binf), str(binf)
@@ -271,30 +275,28 @@ def _build(model_class, config, weights: dict, source: str, directory: Path):
         raise PretrainedFormatError(
             f"{source}: tokens_embed.weight has {te.shape[0]} rows but "
             f"{directory / HF_CONFIG} says vocab_size {config.vocab_size}")
+    found = {k: (None, tuple(np.shape(v))) for k, v in state.items()}
+    _check_weights(config, found, source)
     model = model_class(config)
     _load_into(model, state, source)
     model.pretrained_heads = heads
     return model
 
 
+def _check_weights(config, found: dict, source) -> None:
+    """The names and shapes of the weights against the config (GPTConfig.check_weights),
+    before the model is built: a config.json claiming n_embd 65536 beside small weights is an
+    error, not an allocation. The dtype is checked per array by _load_into (floats only)."""
+    try:
+        config.check_weights(found, source, dtype=False)
+    except ValueError as e:
+        raise PretrainedFormatError(str(e)) from None
+
+
 def _load_into(model, state: dict, source: str) -> None:
-    own = dict(model.named_parameters())
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {short_list(missing, 6, quote=True)}")
-        if unexpected:
-            parts.append(f"unexpected {short_list(unexpected, 6, quote=True)}")
-        raise PretrainedFormatError(f"{source}: tensor names do not match GPT-1 with "
-                                    f"n_layer={model.config.n_layer}: " + "; ".join(parts))
-    for k, p in own.items():
-        if tuple(state[k].shape) != tuple(p.shape):
-            raise PretrainedFormatError(
-                f"{source}: {k} has shape {tuple(state[k].shape)}, but the config "
-                f"(n_embd={model.config.n_embd}, n_ctx={model.config.n_ctx}, "
-                f"vocab_size={model.config.vocab_size}) needs {tuple(p.shape)}")
+    """Copy the (name- and shape-checked: _check_weights) arrays into the model, refusing
+    non-float dtypes and non-finite values."""
+    for k in dict(model.named_parameters()):
         a = np.asarray(state[k])
         if a.dtype.kind != "f":
             raise PretrainedFormatError(f"{source}: {k} has dtype {a.dtype}, expected floats")
@@ -330,6 +332,29 @@ def _shard_files(p: Path) -> list[Path]:
     return [found[i] for i in range(len(found))]
 
 
+def _npy_size(f: Path) -> int:
+    """Number of values a .npy shard holds, from its header, checked against the file's size
+    (so a header claiming 10^12 values in a small file is refused before np.load)."""
+    try:
+        with open(f, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read(fh, max_header_size=10_000)
+            start = fh.tell()
+    except Exception as e:  # ValueError / EOFError / OSError / SyntaxError on a damaged header
+        raise PretrainedFormatError(f"{f}: cannot read the .npy shard ({type(e).__name__}: "
+                                    f"{cut(str(e))}); truncated or corrupt?") from None
+    if dtype.kind != "f":
+        raise PretrainedFormatError(f"{f}: dtype {dtype}, expected float32")
+    count = math.prod(shape)
+    if start + count * dtype.itemsize != f.stat().st_size:
+        raise PretrainedFormatError(f"{f}: cannot read the .npy shard: its header describes "
+                                    f"{cut(count)} values of {dtype}, but the file has "
+                                    f"{f.stat().st_size:,} bytes (truncated or corrupt?)")
+    return count
+
+
 def _load_openai(model_class, p: Path, n_head: int, dtype: str):
     shapes_file = p / OPENAI_SHAPES
     shapes = _read_json(shapes_file)
@@ -346,9 +371,15 @@ def _load_openai(model_class, p: Path, n_head: int, dtype: str):
     if len(shapes[0]) != 2 or len(shapes[1]) != 2 or shapes[0][1] != shapes[1][1]:
         raise PretrainedFormatError(
             f"{shapes_file}: the first two arrays must be the position embedding (n_ctx, C) "
-            f"and the token embedding (V, C); got {shapes[0]} and {shapes[1]}")
+            f"and the token embedding (V, C); got {cut(shapes[0])} and {cut(shapes[1])}")
     n_ctx, C = shapes[0]
     vocab = shapes[1][0]
+    try:  # the config's ranges and ceilings, before anything is allocated from the sizes
+        config = model_class.config_class(vocab_size=vocab, n_ctx=n_ctx, n_layer=n_layer,
+                                          n_embd=C, n_head=n_head, dtype=dtype)
+    except ValueError as e:
+        raise PretrainedFormatError(f"{shapes_file}: {e} (n_head is not stored in OpenAI's "
+                                    f"files; pass n_head=)") from None
     names = ["positions_embed.weight", "tokens_embed.weight"]
     for layer in range(n_layer):
         for j, (name, shape_of) in enumerate(_OPENAI_LAYER):
@@ -357,14 +388,20 @@ def _load_openai(model_class, p: Path, n_head: int, dtype: str):
             got = tuple(shapes[i])
             if got != want and got != (1,) + want:
                 raise PretrainedFormatError(
-                    f"{shapes_file}: array {i} (layer {layer} {name}) has shape {list(got)}, "
+                    f"{shapes_file}: array {i} (layer {layer} {name}) has shape {cut(list(got))}, "
                     f"expected {[1, *want] if len(want) == 2 else list(want)} for n_embd={C}")
             names.append(f"h.{layer}.{name}")
     sizes = [math.prod(s) for s in shapes]
     total = sum(sizes)
+    files = _shard_files(p)
+    held = sum(_npy_size(f) for f in files)   # from the shards' headers, checked against their bytes
+    if held != total:
+        raise PretrainedFormatError(
+            f"{p}: the {len(files)} shards (params_0.npy .. {files[-1].name}) hold {held:,} "
+            f"values but {shapes_file} describes {total:,}: a shard is missing or truncated, "
+            f"or the shapes file does not belong to these shards")
     flat = np.empty(total, dtype=np.float32)
     filled = 0
-    files = _shard_files(p)
     for f in files:
         try:
             a = np.load(f, allow_pickle=False)
@@ -391,12 +428,6 @@ def _load_openai(model_class, p: Path, n_head: int, dtype: str):
         arr = flat[offset:offset + size].reshape(shape)
         state[name] = arr[0] if len(shape) == 3 else arr  # squeeze the width-1 conv axis
         offset += size
-    try:
-        config = model_class.config_class(vocab_size=vocab, n_ctx=n_ctx, n_layer=n_layer, n_embd=C,
-                           n_head=n_head, dtype=dtype)
-    except ValueError as e:
-        raise PretrainedFormatError(f"{shapes_file}: {e} (n_head is not stored in OpenAI's "
-                                    f"files; pass n_head=)") from None
     model = model_class(config)
     _load_into(model, state, str(shapes_file))
     model.pretrained_heads = {}

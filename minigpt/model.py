@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,7 @@ from . import functional as F
 from . import interop
 from .autograd import Function, Tensor
 from .checks import short_list
+from .untrusted import cut
 from .backend import get_array_module
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
 
@@ -42,18 +45,84 @@ class GPTConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
+        """Types and ranges, and the ceilings (MAX_SIZES, MAX_PARAMETERS), checked before any
+        weight exists: a config read from a damaged or hostile file (n_embd 1e9, `true`) is a
+        short ValueError naming the field, not a huge allocation."""
         for name in ("vocab_size", "n_ctx", "n_layer", "n_embd", "n_head"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+            if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+                    or value <= 0):
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {cut(value)}")
+            if value > MAX_SIZES[name]:
+                raise ValueError(f"GPTConfig.{name}={value:,} is above minigpt's ceiling of "
+                                 f"{MAX_SIZES[name]:,} (damaged config?)")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by "
                              f"n_head ({self.n_head})")
-        for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"GPTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"GPTConfig.dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        for name, low, high in (("embd_pdrop", 0.0, 1.0), ("attn_pdrop", 0.0, 1.0),
+                                ("resid_pdrop", 0.0, 1.0), ("layer_norm_epsilon", 0.0, math.inf),
+                                ("initializer_range", 0.0, math.inf)):
+            value = getattr(self, name)
+            ok = (not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
+                  and math.isfinite(value) and (low <= value < high))
+            if not ok or (name == "layer_norm_epsilon" and value == 0):
+                rng = "in [0, 1)" if high == 1.0 else ("> 0" if name == "layer_norm_epsilon"
+                                                       else ">= 0")
+                raise ValueError(f"GPTConfig.{name} must be a finite number {rng}, got "
+                                 f"{cut(value)}")
+        if not isinstance(self.dtype, str) or self.dtype not in ("float32", "float64"):
+            raise ValueError(f"GPTConfig.dtype must be 'float32' or 'float64', got "
+                             f"{cut(self.dtype)}")
+        n = self.num_parameters()
+        if n > MAX_PARAMETERS:
+            raise ValueError(f"GPTConfig describes {n:,} parameters, above minigpt's ceiling of "
+                             f"{MAX_PARAMETERS:,} (damaged config?)")
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """name -> shape of every parameter GPT(config) holds, computed without building it
+        (loaders compare these with a weights file's header before allocating anything)."""
+        V, T, C, L = self.vocab_size, self.n_ctx, self.n_embd, self.n_layer
+        shapes = {"tokens_embed.weight": (V, C), "positions_embed.weight": (T, C)}
+        layer = {"attn.c_attn.weight": (C, 3 * C), "attn.c_attn.bias": (3 * C,),
+                 "attn.c_proj.weight": (C, C), "attn.c_proj.bias": (C,),
+                 "ln_1.weight": (C,), "ln_1.bias": (C,),
+                 "mlp.c_fc.weight": (C, 4 * C), "mlp.c_fc.bias": (4 * C,),
+                 "mlp.c_proj.weight": (4 * C, C), "mlp.c_proj.bias": (C,),
+                 "ln_2.weight": (C,), "ln_2.bias": (C,)}
+        for i in range(L):
+            shapes.update({f"h.{i}.{k}": v for k, v in layer.items()})
+        return shapes
+
+    def num_parameters(self) -> int:
+        """Number of parameters of GPT(config) (arithmetic only: nothing is built)."""
+        V, T, C, L = (int(x) for x in (self.vocab_size, self.n_ctx, self.n_embd, self.n_layer))
+        return (V + T) * C + L * (12 * C * C + 13 * C)
+
+    def check_weights(self, found: dict, source, *, dtype: bool = True) -> None:
+        """Compare a weights file's {name: (dtype name, shape)} (safetensors.read_shapes) with
+        this config's parameters before anything is allocated: the same names, the same shapes
+        and (with `dtype`) the config's own dtype: an I32 tensor is refused, never
+        reinterpreted as floats. ValueError naming `source` and the first mismatches."""
+        want = self.parameter_shapes()
+        missing = [k for k in want if k not in found]
+        unexpected = [k for k in found if k not in want]
+        if missing or unexpected:
+            parts = [f"missing {short_list(missing, 6, quote=True)}"] if missing else []
+            if unexpected:
+                parts.append(f"unexpected {short_list(map(cut, unexpected), 6)}")
+            raise ValueError(f"{source}: tensor names do not match GPT-1 with n_layer="
+                             f"{self.n_layer}: " + "; ".join(parts))
+        stored_as = SAFETENSORS_DTYPES[self.dtype]
+        for name, shape in want.items():
+            got_dtype, got_shape = found[name]
+            if tuple(got_shape) != shape:
+                raise ValueError(
+                    f"{source}: {name} has shape {cut(tuple(got_shape))}, but the config "
+                    f"(n_embd={self.n_embd}, n_ctx={self.n_ctx}, vocab_size={self.vocab_size}) "
+                    f"needs {shape}")
+            if dtype and got_dtype != stored_as:
+                raise ValueError(f"{source}: {name} is stored as {got_dtype}, but the config's "
+                                 f"dtype {self.dtype} needs {stored_as}")
 
     @property
     def head_size(self) -> int:
@@ -64,10 +133,14 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
+        """A config from a dict read from a file: unknown fields, wrong types and sizes above
+        the ceilings are a ValueError naming the field (__post_init__)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"GPTConfig: expected a JSON object, got {cut(d)}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"GPTConfig: unknown fields {short_list(unknown, quote=True)}")
+            raise ValueError(f"GPTConfig: unknown fields {short_list(map(cut, unknown))}")
         return cls(**d)
 
     def to_json(self) -> str:
@@ -80,6 +153,12 @@ class GPTConfig:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
+
+# Ceilings for a config read from a file (far above GPT-1's 40478 / 512 / 12 / 768 / 12).
+MAX_SIZES = {"vocab_size": 2**24, "n_ctx": 2**20, "n_layer": 1024, "n_embd": 2**16,
+             "n_head": 2**16}
+MAX_PARAMETERS = 2**35           # 34 billion parameters
+SAFETENSORS_DTYPES = {"float32": "F32", "float64": "F64"}   # how checkpoints store each dtype
 
 PRESETS = {
     "gpt1": dict(vocab_size=40478, n_ctx=512, n_layer=12, n_embd=768, n_head=12),

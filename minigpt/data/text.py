@@ -2,10 +2,12 @@
 
     load_corpus("shakespeare")   the plays (shakespeare.py), split by play
     load_corpus("my_text.txt")   a UTF-8 text file, split by position: the last 10% is validation
-    encode_corpus(tok, text)     the ids of a text as one int32 array
+    encode_corpus(tok, text)     the ids of a text as one int32 array, encoded piece by piece
+                                 (memory: the text, the ids and one piece)
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +15,13 @@ import numpy as np
 
 from .shakespeare import shakespeare_text
 
-__all__ = ["Corpus", "load_corpus", "read_text_file", "encode_corpus", "USER_VAL_DIVISOR"]
+__all__ = ["Corpus", "load_corpus", "read_text_file", "encode_corpus", "text_pieces",
+           "USER_VAL_DIVISOR", "CHUNK_CHARS", "LONG_WORD_CHARS"]
 
 USER_VAL_DIVISOR = 10      # a user text file: its last n // 10 characters are validation
+CHUNK_CHARS = 2**20        # encode_corpus's pieces: about a million characters each
+LONG_WORD_CHARS = 1000     # a run without whitespace longer than this is encoded in pieces
+_LONG_RUN = re.compile(r"\S{%d,}" % (LONG_WORD_CHARS + 1))
 
 
 @dataclass
@@ -70,6 +76,60 @@ def load_corpus(name_or_path: str = "shakespeare", *, cache=None) -> Corpus:
     return Corpus(text[:len(text) - k], text[len(text) - k:], str(name_or_path))
 
 
-def encode_corpus(tokenizer, text: str) -> np.ndarray:
-    """Token ids of `text` as one int32 array (4 bytes per token is plenty for any vocab)."""
-    return np.asarray(tokenizer.encode(text), dtype=np.int32)
+def encode_corpus(tokenizer, text: str, *, chunk_chars: int = CHUNK_CHARS) -> np.ndarray:
+    """Token ids of `text` as one int32 array (4 bytes per token is plenty for any vocab),
+    encoded piece by piece so memory stays bounded: the ids go straight into a preallocated
+    array, never into one Python list for the whole text (200 MB of characters would be a
+    1.6 GB list).
+
+    Pieces end just after a space or newline (about `chunk_chars` characters each), so every
+    word is encoded whole and the ids equal `tokenizer.encode(text)`, with one documented
+    exception: a run of more than LONG_WORD_CHARS characters without whitespace (no word of
+    any language; a pasted blob, or one character repeated) is encoded in LONG_WORD_CHARS
+    pieces, which keeps BPE's per-word work bounded."""
+    n = len(text)
+    capacity = n + 16                    # grown by 1.5x if a tokenizer yields more ids than characters
+    out = np.empty(capacity, dtype=np.int32)
+    filled = 0
+    for piece in text_pieces(text, chunk_chars, getattr(tokenizer, "unk_token", None)):
+        ids = np.asarray(tokenizer.encode(piece), dtype=np.int32)
+        if filled + ids.size > capacity:
+            capacity = max(filled + ids.size, capacity + capacity // 2)
+            out = np.resize(out, capacity)   # rare: normalisation that expands characters
+        out[filled:filled + ids.size] = ids
+        filled += ids.size
+    if filled < 0.9 * capacity:          # BPE: ~4 characters per token; give the rest back
+        return out[:filled].copy()
+    return out[:filled]
+
+
+def text_pieces(text: str, chunk_chars: int = CHUNK_CHARS, keep_whole: str | None = None):
+    """Consecutive pieces of `text` (joined, they are `text`): each about `chunk_chars`
+    characters, ending just after a space or newline when there is one, never cutting an
+    occurrence of `keep_whole` (the tokenizer's literal unknown token); a run of more than
+    LONG_WORD_CHARS characters without whitespace is cut into LONG_WORD_CHARS pieces."""
+    if chunk_chars < 1:
+        raise ValueError(f"chunk_chars must be >= 1, got {chunk_chars}")
+    p, n = 0, len(text)
+    while p < n:
+        end = min(p + chunk_chars, n)
+        if end < n:
+            cut = max(text.rfind(" ", p, end), text.rfind("\n", p, end)) + 1
+            if cut > p:
+                end = cut
+            if keep_whole:   # an unknown token with a space in it must not be cut in two
+                k = len(keep_whole)
+                hit = text.find(keep_whole, max(p, end - k + 1), end + k - 1)
+                if hit != -1 and hit < end:
+                    end = hit if hit > p else hit + len(keep_whole)
+        piece = text[p:end]
+        start = 0
+        for m in _LONG_RUN.finditer(piece):
+            if m.start() > start:
+                yield piece[start:m.start()]
+            for q in range(m.start(), m.end(), LONG_WORD_CHARS):
+                yield piece[q:min(q + LONG_WORD_CHARS, m.end())]
+            start = m.end()
+        if start < len(piece):
+            yield piece[start:]
+        p = end

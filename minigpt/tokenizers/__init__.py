@@ -25,6 +25,7 @@ contain "_start_" stays text); code that builds fine-tuning inputs asks for thei
 """
 from pathlib import Path
 
+from ..untrusted import cut
 from .base import Tokenizer
 from .bpe import BPETokenizer
 from .bpe_train import END_OF_WORD, learn_merges, merge_symbols, pair_counts
@@ -45,6 +46,6 @@ def load_tokenizer(directory):
     config = read_config(directory)
     kinds = {"char": CharTokenizer, "bpe": BPETokenizer}
     if config["type"] not in kinds:
-        raise ValueError(f"{directory / CONFIG_FILE}: unknown tokenizer type {config['type']!r} "
+        raise ValueError(f"{directory / CONFIG_FILE}: unknown tokenizer type {cut(config['type'])} "
                          f"(expected one of {sorted(kinds)})")
     return kinds[config["type"]].load(directory)

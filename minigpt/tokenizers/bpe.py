@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 from .. import dispatch
 from ..fileio import atomic_write_text
+from ..untrusted import cut
 from . import bpe_train, bpe_train_fast  # noqa: F401  (they register the merge learners)
 from .base import Tokenizer
 from .bpe_train import END_OF_WORD
@@ -218,7 +219,7 @@ class BPETokenizer(Tokenizer):
         directory = Path(directory)
         config = read_config(directory)
         if config["type"] != cls.type_name:
-            raise ValueError(f"{directory / CONFIG_FILE}: type is {config['type']!r}, not 'bpe'")
+            raise ValueError(f"{directory / CONFIG_FILE}: type is {cut(config['type'])}, not 'bpe'")
         return cls._from_files(directory / VOCAB_FILE, directory / MERGES_FILE,
                                header_always=False, **bpe_options(config))
 
@@ -248,6 +249,6 @@ class BPETokenizer(Tokenizer):
         for lineno, (a, b) in merges:
             missing = [t for t in (a, b, a + b) if t not in vocab]
             if missing:
-                raise ValueError(f"{merges_path}:{lineno}: merge '{a} {b}' uses {missing[0]!r}, "
-                                 f"which is not in {vocab_path.name}")
+                raise ValueError(f"{merges_path}:{lineno}: merge {cut(a + ' ' + b)} uses "
+                                 f"{cut(missing[0])}, which is not in {vocab_path.name}")
         return cls(vocab, [m for _, m in merges], unk_token=unk_token, **options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from ..untrusted import cut
 from .base import Tokenizer
 from .files import CONFIG_FILE, UNK_TOKEN, VOCAB_FILE, read_config, read_vocab
 
@@ -61,7 +62,7 @@ class CharTokenizer(Tokenizer):
         directory = Path(directory)
         config = read_config(directory)
         if config["type"] != cls.type_name:
-            raise ValueError(f"{directory / CONFIG_FILE}: type is {config['type']!r}, not 'char'")
+            raise ValueError(f"{directory / CONFIG_FILE}: type is {cut(config['type'])}, not 'char'")
         unk = config["options"].get("unk_token", UNK_TOKEN) if "options" in config else UNK_TOKEN
         path = directory / VOCAB_FILE
         vocab = read_vocab(path, unk)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .files import CONFIG_FILE, MERGES_FILE, VOCAB_FILE, bpe_options, read_config
+from ..untrusted import cut
+from .files import CONFIG_FILE, MERGES_FILE, VOCAB_FILE, bpe_options, check_config, read_json
 
 __all__ = ["GPT1_SPECIAL_TOKENS", "GPT1_VOCAB_SIZE", "OPENAI_ENCODER_FILE", "OPENAI_MERGES_FILE",
            "pretrained_files"]
@@ -29,13 +30,12 @@ def pretrained_files(directory: Path) -> tuple[Path, Path, bool, dict]:
     options: dict = {}
     config_path = directory / CONFIG_FILE
     if config_path.is_file():
-        try:
-            config = read_config(directory)
-        except ValueError:
-            config = None  # not ours (e.g. HuggingFace's tokenizer_config.json)
-        if config is not None:
+        config = read_json(config_path, max_bytes=2**20)
+        # ours has a "type"; HuggingFace's own tokenizer_config.json has none and is ignored
+        if isinstance(config, dict) and "type" in config:
+            config = check_config(config, config_path)
             if config["type"] != "bpe":
-                raise ValueError(f"{config_path}: this directory holds a {config['type']!r} "
+                raise ValueError(f"{config_path}: this directory holds a {cut(config['type'])} "
                                  f"tokenizer, not BPE; use load_tokenizer()")
             options = bpe_options(config)
     if (directory / VOCAB_FILE).is_file() or (directory / MERGES_FILE).is_file():

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import safetensors
-from ..model import GPT, GPTConfig
+from ..checks import short_list
+from ..model import GPT, SAFETENSORS_DTYPES, GPTConfig
+from ..untrusted import check_field, cut, read_json
 from ..runfolder import (CRASH_ENV, CRASH_EXIT_CODE, REQUIRED, CheckpointError, clean_leftovers,
                          crash_point, find_checkpoint, names_with_leftovers, replace_directory,
                          resolve_checkpoint, write_directory)
@@ -87,15 +89,36 @@ def save_checkpoint(path, model: GPT, tokenizer=None, optimizer=None, state: dic
 # ----------------------------------------------------------------------------- loading
 
 def read_json_object(file: Path, what: str = "") -> dict:
-    """A JSON file that must hold an object; CheckpointError naming the file otherwise."""
-    try:
-        obj = json.loads(Path(file).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{file}: corrupt JSON file: {e}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{file}: expected a JSON object{what}, got a JSON "
-                              f"{type(obj).__name__} (corrupt or hand-edited?)")
-    return obj
+    """A JSON file that must hold an object, its size and nesting bounded before it is parsed
+    (minigpt.untrusted.read_json); CheckpointError naming the file otherwise."""
+    return read_json(file, what, error=CheckpointError)
+
+
+# state.json fields that sample, eval and --resume read, and the JSON types each must have
+STATE_FIELDS = {"step": (int,), "train_config": (dict,), "optimizer": (dict,),
+                "data_rng": (dict,), "dropout_rng": (dict,),
+                "last_loss": (int, float, type(None)), "last_val_loss": (int, float, type(None))}
+# the optimizer's scalars in state.json (its moments are in optimizer.safetensors)
+OPTIMIZER_FIELDS = {"t": (int,), "lr": (int, float), "betas": (list,), "eps": (int, float),
+                    "weight_decay": (int, float), "max_grad_norm": (int, float, type(None))}
+
+
+def check_state(state: dict, file: Path) -> None:
+    """The JSON types of state.json's known fields (CheckpointError naming the field)."""
+    for key, kinds in STATE_FIELDS.items():
+        check_field(state, key, kinds, file, error=CheckpointError)
+    if isinstance(state.get("step"), int) and state["step"] < 0:
+        raise CheckpointError(f"{file}: field 'step' must be >= 0, got {cut(state['step'])}")
+    opt = state.get("optimizer")
+    if opt is not None:
+        for key, kinds in OPTIMIZER_FIELDS.items():
+            check_field(opt, key, kinds, f"{file}: optimizer", error=CheckpointError,
+                        required=True)
+        betas = opt["betas"]
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                      for b in betas):
+            raise CheckpointError(f"{file}: optimizer: field 'betas' must be two numbers, got "
+                                  f"{cut(betas)}")
 
 
 def load_checkpoint(path, with_optimizer_state: bool = False):
@@ -115,46 +138,80 @@ def load_checkpoint(path, with_optimizer_state: bool = False):
 
 
 def _load(path: Path, with_optimizer_state: bool):
+    """Every file is checked before anything is allocated from it: the JSON files' size, depth
+    and field types, the config's ranges and ceilings, the weights' names, shapes and dtype
+    against the config (from the safetensors header alone), the tokenizer's vocabulary size
+    against the model's, and the optimizer moments' shapes against the parameters'."""
     missing = [f for f in REQUIRED if not (path / f).is_file()]
     if missing:
         raise CheckpointError(f"checkpoint {path} is partial or not a minigpt checkpoint: "
                               f"missing {', '.join(missing)}")
-    cfg_dict = read_json_object(path / "config.json", " (the model configuration)")
-    state = read_json_object(path / "state.json", " (the training state)")
+    cfg_file, state_file = path / "config.json", path / "state.json"
+    cfg_dict = read_json_object(cfg_file, " (the model configuration)")
+    state = read_json_object(state_file, " (the training state)")
     if cfg_dict.pop("format", None) != FORMAT:
-        raise CheckpointError(f"{path / 'config.json'} is not a minigpt checkpoint config")
+        raise CheckpointError(f"{cfg_file} is not a minigpt checkpoint config")
     cfg_dict.pop("version", None)
     try:
         config = GPTConfig.from_dict(cfg_dict)
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
-    try:
-        weights = safetensors.load_file(path / "model.safetensors")
-    except safetensors.SafetensorsError as e:
-        raise CheckpointError(str(e)) from None
+        raise CheckpointError(f"{cfg_file}: {e}") from None
+    check_state(state, state_file)
+    tokenizer = None
+    if (path / "tokenizer_config.json").is_file():
+        from ..tokenizers import load_tokenizer
+        try:
+            tokenizer = load_tokenizer(path)
+        except (ValueError, OSError) as e:
+            raise CheckpointError(f"{path}: cannot load its tokenizer: {e}") from None
+        if tokenizer.vocab_size != config.vocab_size:
+            raise CheckpointError(
+                f"{path}: the tokenizer has {tokenizer.vocab_size:,} tokens but the model "
+                f"({cfg_file.name}) has vocab_size {config.vocab_size:,}; they do not belong "
+                f"together")
+
+    def check_weights(found: dict) -> None:
+        try:
+            config.check_weights(found, path / "model.safetensors")
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
+
+    weights = _read_tensors(path / "model.safetensors", check_weights)
     model = GPT(config)
     try:
         model.load_state_dict(weights)
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path / 'model.safetensors'}: {e}") from None
-    tokenizer = None
-    if (path / "tokenizer_config.json").is_file():
-        from ..tokenizers import load_tokenizer
-        tokenizer = load_tokenizer(path)
     if with_optimizer_state and "optimizer" in state:
         opt_file = path / "optimizer.safetensors"
         if not opt_file.is_file():
             raise CheckpointError(f"checkpoint {path} is partial: missing optimizer.safetensors")
-        if not isinstance(state["optimizer"], dict):
-            raise CheckpointError(f"{path / 'state.json'}: 'optimizer' must be a JSON object")
-        try:
-            tensors = safetensors.load_file(opt_file)
-        except safetensors.SafetensorsError as e:
-            raise CheckpointError(str(e)) from None
-        n = len(model.parameters())
-        try:
-            state["optimizer"]["m"] = [tensors[f"m.{i}"] for i in range(n)]
-            state["optimizer"]["v"] = [tensors[f"v.{i}"] for i in range(n)]
-        except KeyError as e:
-            raise CheckpointError(f"{opt_file}: missing optimizer tensor {e}") from None
+        dtype = SAFETENSORS_DTYPES[config.dtype]      # Adam's moments have the weights' dtype
+        own = [tuple(p.shape) for p in model.parameters()]
+        want = {f"{k}.{i}": shape for k in ("m", "v") for i, shape in enumerate(own)}
+
+        def check_moments(found: dict) -> None:
+            missing = [k for k in want if k not in found]
+            if missing:
+                raise CheckpointError(f"{opt_file}: missing optimizer tensors "
+                                      f"{short_list(missing, quote=True)}")
+            for k, shape in want.items():
+                if found[k] != (dtype, shape):
+                    raise CheckpointError(f"{opt_file}: {k} is {found[k][0]} "
+                                          f"{cut(list(found[k][1]))}, but its parameter is "
+                                          f"{dtype} {list(shape)}")
+
+        tensors = _read_tensors(opt_file, check_moments)
+        n = len(own)
+        state["optimizer"]["m"] = [tensors[f"m.{i}"] for i in range(n)]
+        state["optimizer"]["v"] = [tensors[f"v.{i}"] for i in range(n)]
     return model, tokenizer, state
+
+
+def _read_tensors(file: Path, check) -> dict:
+    """safetensors.load_file with `check(shapes)` run on the header before any tensor is read;
+    a SafetensorsError becomes a CheckpointError."""
+    try:
+        return safetensors.load_file(file, check=check)
+    except safetensors.SafetensorsError as e:
+        raise CheckpointError(str(e)) from None
