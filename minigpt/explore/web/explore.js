@@ -206,7 +206,7 @@
     const L = att.length;
     const H = att[0].length;
     const T = state.analysis.tokens.length;
-    grid.style.gridTemplateColumns = `auto repeat(${H}, 68px)`;
+    grid.style.gridTemplateColumns = `auto repeat(${H}, 88px)`;
     el("div", { class: "lbl" }, "", grid);
     for (let h = 0; h < H; h++) el("div", { class: "lbl" }, `head ${h}`, grid);
     for (let l = 0; l < L; l++) {
@@ -289,7 +289,7 @@
       line.classList.toggle("hl", mine);
       line.classList.toggle("dim", pos !== null && !mine);
       const w = Number(line.dataset.w);
-      line.setAttribute("stroke-opacity", (pos === null ? w : mine ? 0.25 + 0.75 * w : 0.05 * w).toFixed(4));
+      line.setAttribute("stroke-opacity", (pos === null ? w : mine ? Math.min(1, 0.1 + 2 * w) : 0.05 * w).toFixed(4));
     }
     for (const t of svg.querySelectorAll("text.q, text.k")) {
       t.classList.toggle("hover", pos !== null && Number(t.dataset.pos) === pos);
@@ -385,9 +385,9 @@
     const rowH = 22;
     const arcW = 150;
     const boxX = arcW + 10;
-    const boxW = 460;
+    const boxW = 400;
     const barX = boxX + boxW + 14;
-    const barW = 220;
+    const barW = 180;
     const paramX = barX + barW + 64;
     const width = paramX + 330;
     const height = ops.length * rowH + 30;
