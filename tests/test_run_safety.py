@@ -1,6 +1,9 @@
 """Nothing a user saved is ever lost (issue 13): checks before --out is touched, a safe --force,
 the run-folder lock, the crash-proof checkpoint swap, torn metrics lines, named errors for bad
 --out / config.json / state.json, and a crash test that kills real `minigpt pretrain` processes.
+Issue 24 (section 7): the decision taken under the lock, --out never the working directory,
+interrupts keep the recorded steps, links never followed, modes from the umask, a full disk,
+long paths and Ctrl-C while starting. The guarantees: minigpt/runfolder/__init__.py.
 """
 import json
 import os
@@ -23,7 +26,7 @@ from minigpt.training import (CheckpointError, FinetuneConfig, TrainConfig, Trai
                               clean_leftovers, finetune, load_checkpoint, plot_losses, pretrain,
                               read_metrics, save_checkpoint)
 from minigpt.runfolder import (CRASH_ENV, CRASH_EXIT_CODE, LOCK_FILE, PREVIOUS_RUN, RunDirectory,
-                               find_checkpoint)
+                               find_checkpoint, resolve_checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
 # single-threaded BLAS in the child processes: identical sums in every process, and no thread
@@ -540,3 +543,358 @@ def test_a_force_start_killed_after_its_first_checkpoint_keeps_both_runs(tmp_pat
     assert len(kept) == 1 and (kept[0] / "notes.txt").read_text() == "keep me"
     assert not aside.exists() and load_checkpoint(old)[2]["step"] == 6
     assert any("kept in" in m for m in logs), logs
+
+
+# ----------------------------------------------------------------------------- 7. issue 24
+
+def test_a_run_finished_between_anothers_check_and_its_start_survives(tmp_path, corpus,
+                                                                     monkeypatch):
+    """Issue 24, 1: B checks the new folder (empty), then does slow work (held here between
+    its check and its start); meanwhile A runs to the end in the same folder. B, let go, must
+    be refused ("already exists"), decided under the lock, and A's run must survive; it used
+    to be deleted as "an unfinished start"."""
+    import threading
+    out = tmp_path / "run"
+    b_checked, let_b_go = threading.Event(), threading.Event()
+    real_open = RunDirectory.open
+
+    def open_held_for_b(self):
+        if threading.current_thread().name == "B":
+            b_checked.set()
+            assert let_b_go.wait(120)
+        return real_open(self)
+    monkeypatch.setattr(RunDirectory, "open", open_held_for_b)
+    outcome = {}
+
+    def run_b():
+        try:
+            outcome["b"] = pretrain(tiny(corpus, out, seed=9), progress=False, log=quiet)
+        except BaseException as e:   # noqa: BLE001 - handed to the main thread
+            outcome["b"] = e
+    b = threading.Thread(target=run_b, name="B")
+    b.start()
+    try:
+        assert b_checked.wait(120)
+        assert pretrain(tiny(corpus, out), progress=False, log=quiet)["step"] == 6   # A
+        a_weights, a_state = weights(out)
+        a_rows = read_metrics(out / "metrics.jsonl")
+    finally:
+        let_b_go.set()
+        b.join(120)
+    assert isinstance(outcome["b"], TrainingError), outcome
+    assert "already exists" in str(outcome["b"])
+    got, state = weights(out)
+    assert state["step"] == a_state["step"] == 6 and read_metrics(out / "metrics.jsonl") == a_rows
+    assert all(np.array_equal(got[k], a_weights[k]) for k in a_weights)
+    assert not (out / LOCK_FILE).exists() and not list(tmp_path.glob("run.*"))
+
+
+@pytest.mark.parametrize("out", ["", ".", "..", "WORK", "PARENT", "sub/../..", "HOME"])
+def test_out_may_not_be_the_working_directory_or_hold_it(tmp_path, corpus, monkeypatch, out):
+    """Issue 24, 2: with --force, `--out ''` / '.' / '..' used to move the working directory's
+    own files (or the directory itself) into .previous-run. Refused with a named error, before
+    anything is moved; the home folder likewise."""
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "notes.txt").write_text("keep me")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    out = {"WORK": str(work), "PARENT": str(tmp_path), "HOME": str(home)}.get(out, out)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(TrainingError, match="working directory|home folder") as e:
+        pretrain(tiny(corpus, out), force=True, progress=False, log=quiet)
+    assert "--out" in str(e.value)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert (work / "notes.txt").read_text() == "keep me"
+
+
+def test_out_empty_on_the_command_line_is_a_short_error(tmp_path, corpus):
+    (tmp_path / "notes.txt").write_text("keep me")
+    r = subprocess.run([sys.executable, "-m", "minigpt", "pretrain", "--data", str(corpus),
+                        "--steps", "2", *TINY_ARGS, "--out", "", "--force"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300,
+                       env={**CHILD_ENV, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and "working directory" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def _two_ctrl_c_at_batch(monkeypatch, n):
+    """Two real SIGINTs while the n-th training batch is drawn: the second aborts."""
+    import minigpt.data
+    real = minigpt.data.get_batch
+    calls = {"n": 0}
+
+    def get_batch(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **k)
+    monkeypatch.setattr(minigpt.data, "get_batch", get_batch)
+
+
+def test_a_second_ctrl_c_keeps_the_recorded_steps(tmp_path, corpus, monkeypatch):
+    """Issue 24, 3: a second Ctrl-C before the first checkpoint used to delete the whole new
+    folder, metrics.jsonl included. The recorded steps stay; the next start keeps them beside
+    as NAME.unfinished-<date-time>/ and starts over."""
+    out = tmp_path / "run"
+    _two_ctrl_c_at_batch(monkeypatch, 4)
+    logs = []
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny(corpus, out, ckpt_interval=100, eval_interval=100), progress=False,
+                 log=logs.append)
+    monkeypatch.undo()
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
+    assert not (out / LOCK_FILE).exists() and find_checkpoint(out) is None
+    assert any("kept in" in m for m in logs), logs
+    logs = []
+    assert pretrain(tiny(corpus, out), progress=False, log=logs.append)["step"] == 6
+    kept = sorted(tmp_path.glob("run.unfinished-*"))
+    assert len(kept) == 1 and any(str(kept[0]) in m for m in logs), logs
+    assert [r["step"] for r in read_metrics(kept[0] / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_a_second_ctrl_c_under_force_puts_the_old_run_back_and_keeps_the_new_steps(
+        tmp_path, corpus, monkeypatch):
+    old = precious_run(tmp_path / "old")
+    _two_ctrl_c_at_batch(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny(corpus, old, ckpt_interval=100, eval_interval=100), force=True,
+                 progress=False, log=quiet)
+    assert_intact(old)
+    assert read_metrics(old / "metrics.jsonl") == [{"step": 1, "loss": 3.0}]
+    kept = sorted(tmp_path.glob("old.unfinished-*"))
+    assert len(kept) == 1 and [r["step"] for r in read_metrics(kept[0] / "metrics.jsonl")] == [1, 2]
+
+
+def test_sample_and_eval_find_the_old_run_after_a_force_start_is_killed(tmp_path, corpus):
+    """Issue 24, 3: killed during --force before its first checkpoint, the old run waits in
+    .previous-run/ until the next start; sample and eval used to say "no checkpoint"."""
+    old = tmp_path / "old"
+    pretrain(tiny(corpus, old, steps=2), progress=False, log=quiet)
+    old_weights, _ = weights(old)
+    r = run_cli("pretrain", "--data", corpus, "--steps", "4", "--ckpt-interval", "2", *TINY_ARGS,
+                "--out", old, "--force", env={CRASH_ENV: "writing"})   # inside the first save
+    assert r.returncode == CRASH_EXIT_CODE, r.stderr
+    assert (old / PREVIOUS_RUN / "ckpt").is_dir() and not (old / "ckpt").exists()
+    got, state = weights(old)
+    assert state["step"] == 2 and all(np.array_equal(got[k], old_weights[k]) for k in got)
+    r = run_cli("eval", "--ckpt", old)
+    assert r.returncode == 0 and "perplexity" in r.stdout, r.stderr
+    r = run_cli("sample", "--ckpt", old, "--prompt", "to be", "--max-new-tokens", "3")
+    assert r.returncode == 0, r.stderr
+
+
+# links: each place a run writes, moves or deletes through
+
+def _user_file(tmp_path) -> Path:
+    f = tmp_path / "elsewhere" / "mine.txt"
+    f.parent.mkdir(exist_ok=True)
+    f.write_text("the user's own file")
+    return f
+
+
+@pytest.mark.parametrize("name", ["loss.png", "metrics.jsonl"])
+def test_resume_refuses_a_file_linked_elsewhere(tmp_path, corpus, name):
+    """Issue 24, 4: loss.png linked to a user's file was overwritten on --resume."""
+    out = tmp_path / "run"
+    pretrain(tiny(corpus, out, steps=2), progress=False, log=quiet)
+    mine = _user_file(tmp_path)
+    (out / name).unlink(missing_ok=True)
+    (out / name).symlink_to(mine)
+    with pytest.raises(TrainingError, match=f"{name} -> .*symbolic link"):
+        pretrain(tiny(corpus, out, steps=4), resume=True, progress=False, log=quiet)
+    assert mine.read_text() == "the user's own file" and (out / name).is_symlink()
+    assert load_checkpoint(out)[2]["step"] == 2 and not (out / LOCK_FILE).exists()
+
+
+def test_resume_refuses_snapshots_linked_elsewhere(tmp_path, corpus):
+    """Issue 24, 4: `snapshots` linked elsewhere wrote there and deleted a folder in it."""
+    out = tmp_path / "run"
+    pretrain(tiny(corpus, out, steps=2, snapshot_every=2), progress=False, log=quiet)
+    target = tmp_path / "elsewhere"
+    os.replace(out / "snapshots", target)
+    (target / ".step-000004.tmpdead").mkdir()          # what the tidying would delete
+    (out / "snapshots").symlink_to(target)
+    with pytest.raises(TrainingError, match="snapshots -> .*symbolic link"):
+        pretrain(tiny(corpus, out, steps=4), resume=True, progress=False, log=quiet)
+    assert sorted(p.name for p in target.iterdir()) == [".step-000004.tmpdead", "step-000002"]
+
+
+def test_previous_run_linked_elsewhere_is_refused(tmp_path, corpus):
+    """Issue 24, 4: `.previous-run` linked elsewhere moved the target's files into the run."""
+    out = tmp_path / "run"
+    pretrain(tiny(corpus, out, steps=2), progress=False, log=quiet)
+    target = _user_file(tmp_path).parent
+    (out / PREVIOUS_RUN).symlink_to(target)
+    for kw in (dict(resume=True), dict(force=True)):
+        with pytest.raises(TrainingError, match=r"\.previous-run -> .*symbolic link"):
+            pretrain(tiny(corpus, out, steps=4), progress=False, log=quiet, **kw)
+        assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]
+    assert resolve_checkpoint(out) == out / "ckpt"
+
+
+def test_a_lock_linked_elsewhere_is_never_read_through(tmp_path, corpus):
+    out = tmp_path / "run"
+    pretrain(tiny(corpus, out, steps=2), progress=False, log=quiet)
+    mine = _user_file(tmp_path)
+    mine.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    (out / LOCK_FILE).symlink_to(mine)
+    with pytest.raises(TrainingError, match=r"\.lock -> .*symbolic link"):
+        pretrain(tiny(corpus, out, steps=4), resume=True, progress=False, log=quiet)
+    assert (out / LOCK_FILE).is_symlink() and json.loads(mine.read_text())["pid"] == os.getpid()
+
+
+def test_force_moves_links_as_links(tmp_path, corpus):
+    """The old run's links go aside and come back (or are kept) as links; their targets are
+    never touched."""
+    old = precious_run(tmp_path / "old")
+    target = _user_file(tmp_path).parent
+    (old / "snapshots").symlink_to(target)
+    (old / "loss.png").symlink_to(target / "mine.txt")
+    pretrain(tiny(corpus, old), force=True, progress=False, log=quiet)
+    kept, = tmp_path.glob("old.replaced-*")
+    assert (kept / "snapshots").is_symlink() and (kept / "loss.png").is_symlink()
+    assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]
+    assert (target / "mine.txt").read_text() == "the user's own file"
+
+
+# modes, a full disk, long paths, Ctrl-C while starting
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
+def umask(request):
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def test_files_and_folders_follow_the_umask(tmp_path, corpus, umask):
+    """Issue 24, 8: checkpoint folders were 0700 and files 0600 whatever the umask."""
+    import stat
+    old = precious_run(tmp_path / "old")
+    pretrain(tiny(corpus, old, tokenizer="bpe", bpe_vocab_size=40, snapshot_every=3),
+             force=True, progress=False, log=quiet)
+    kept, = tmp_path.glob("old.replaced-*")
+    wrong = []
+    for root in (old, kept):
+        for p in [root, *root.rglob("*")]:
+            want = (0o777 if p.is_dir() else 0o666) & ~umask
+            if stat.S_IMODE(p.stat().st_mode) != want and p.name not in ("notes.txt",
+                                                                       "metrics.jsonl"):
+                wrong.append(f"{p.relative_to(tmp_path)} {oct(stat.S_IMODE(p.stat().st_mode))}")
+    assert not wrong, f"want {oct(0o666 & ~umask)} / {oct(0o777 & ~umask)}: {wrong}"
+
+
+def _disk_full_at(monkeypatch, n):
+    """The n-th safetensors write fails as a full disk would."""
+    import errno
+
+    from minigpt import safetensors
+    real, calls = safetensors.save_file, {"n": 0}
+
+    def save_file(tensors, path, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            with open(path, "wb") as f:
+                f.write(b"half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(tensors, path, *a, **k)
+    monkeypatch.setattr(safetensors, "save_file", save_file)
+
+
+def test_a_full_disk_during_a_checkpoint_is_a_named_error(tmp_path, corpus, monkeypatch):
+    """Issue 24, 5: OSError 28 during a checkpoint was a traceback. Now a named error; no
+    temporary is left; the previous checkpoint is intact and --resume continues from it."""
+    out = tmp_path / "run"
+    _disk_full_at(monkeypatch, 3)   # the first checkpoint writes 2 files; the second fails
+    with pytest.raises(TrainingError, match="No space left on device") as e:
+        pretrain(tiny(corpus, out), progress=False, log=quiet)
+    assert str(out / "ckpt") in str(e.value) and "intact" in str(e.value)
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir()) == ["ckpt", "metrics.jsonl"]
+    assert load_checkpoint(out)[2]["step"] == 2
+    assert pretrain(tiny(corpus, out), resume=True, progress=False, log=quiet)["step"] == 6
+
+
+def test_a_full_disk_from_the_command_line_exits_2_without_a_traceback(tmp_path, corpus):
+    out = tmp_path / "run"
+    code = ("import errno, os, sys, minigpt.safetensors as s\n"
+            "def full(*a, **k): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+            "s.save_file = full\n"
+            "from minigpt.cli import main\n"
+            f"sys.exit(main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", code, "pretrain", "--data", str(corpus), "--steps",
+                        "2", *TINY_ARGS, "--out", str(out)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env=CHILD_ENV)
+    assert r.returncode == 2 and "No space left on device" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not list(out.glob(".ckpt.tmp*"))
+
+
+def test_long_paths(tmp_path, corpus):
+    """Issue 24, 5: a 300-character --out was a traceback. A name longer than the file system
+    allows is a named error (nothing created); a 300-character path of normal names works."""
+    too_long = tmp_path / ("a" * 300)
+    r = run_cli("pretrain", "--data", corpus, "--steps", "2", *TINY_ARGS, "--out", too_long)
+    assert r.returncode == 2 and "300 bytes" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not too_long.parent.joinpath("a" * 10).exists()
+    with pytest.raises(CheckpointError, match="File name too long"):
+        load_checkpoint(too_long)
+    # room beside it for NAME.replaced-<date-time>: a name of 240 is refused up front
+    with pytest.raises(TrainingError, match="at most"):
+        pretrain(tiny(corpus, tmp_path / ("b" * 240)), progress=False, log=quiet)
+    deep = tmp_path.joinpath(*["c" * 50] * 6)
+    assert len(str(deep)) > 300
+    assert pretrain(tiny(corpus, deep, steps=2), progress=False, log=quiet)["step"] == 2
+    assert load_checkpoint(deep)[2]["step"] == 2
+
+
+def test_ctrl_c_while_starting_is_not_a_traceback(tmp_path, corpus):
+    """Issue 24, 5: Ctrl-C during start-up (parsing, corpus, tokenizer, taking the folder, the
+    first steps) was a traceback. At any moment: no traceback, exit 130 (or a normal end), and
+    no folder left by a start that recorded nothing. (Python's own imports come first: a Ctrl-C
+    inside `import numpy` is the interpreter's, so the child signals when they are done.)"""
+    code = ("import sys\n"
+            "from minigpt.cli import main\n"
+            "print('imported', file=sys.stderr, flush=True)\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    rng = random.Random(5)
+    for k in range(6):
+        out = tmp_path / f"run{k}"
+        p = subprocess.Popen([sys.executable, "-c", code, "pretrain", "--data", str(corpus),
+                              "--tokenizer", "bpe", "--bpe-vocab-size", "200", "--steps", "3",
+                              "--ckpt-interval", "100", *TINY_ARGS, "--out", str(out)],
+                             cwd=ROOT, env=CHILD_ENV, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        assert p.stderr.readline().strip() == "imported"
+        time.sleep(rng.uniform(0.0, 1.0))
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        assert "Traceback" not in err, err
+        assert p.returncode in (0, 130), (p.returncode, err)
+        if p.returncode == 130 and not (out / "metrics.jsonl").exists():
+            assert not out.exists(), sorted(out.iterdir())
+
+
+def test_ctrl_c_while_the_command_loads_is_not_a_traceback(tmp_path, corpus):
+    """`python -m minigpt`: a Ctrl-C while minigpt/__main__.py imports the command line (after
+    the package itself, whose `import numpy` Python handles) exits 130 without a traceback."""
+    code = ("import runpy, sys\n"
+            "import minigpt\n"
+            "sys.argv[0] = 'minigpt'\n"
+            "print('package imported', file=sys.stderr, flush=True)\n"
+            "runpy.run_module('minigpt', run_name='__main__', alter_sys=True)\n")
+    rng = random.Random(7)
+    for k in range(4):
+        p = subprocess.Popen([sys.executable, "-c", code, "pretrain", "--data", str(corpus),
+                              "--steps", "2", *TINY_ARGS, "--out", str(tmp_path / f"run{k}")],
+                             cwd=ROOT, env=CHILD_ENV, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        assert p.stderr.readline().strip() == "package imported"
+        time.sleep(rng.uniform(0.0, 0.3))
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        assert "Traceback" not in err, err
+        assert p.returncode in (0, 130), (p.returncode, err)
