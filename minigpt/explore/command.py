@@ -109,6 +109,9 @@ def run(args) -> int:
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
     print(f"{name}: serving {args.ckpt} at {url} (Ctrl-C stops)", flush=True)
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"{name}: note: bound to {host}: anyone who can reach this address can use the "
+              "page and run the model", flush=True)
     if not args.no_browser:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
     try:

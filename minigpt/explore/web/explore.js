@@ -271,10 +271,11 @@
                         "stroke-opacity": w.toFixed(4) }, lines);
       }
     }
+    const font = { style: `font-size: ${Math.min(12, rowH - 1)}px` };  // rows never overlap
     for (let i = 0; i < T; i++) {
       const label = `${pieceText(tokens[i].id)} ${i}`;
-      const q = svgEl("text", { x: labelW - 8, y: y(i) + 4, "text-anchor": "end", class: "q", "data-pos": i }, svg, label);
-      svgEl("text", { x: labelW + gap + 8, y: y(i) + 4, class: "k", "data-pos": i }, svg, `${i} ${pieceText(tokens[i].id)}`);
+      const q = svgEl("text", { x: labelW - 8, y: y(i) + 4, "text-anchor": "end", class: "q", "data-pos": i, ...font }, svg, label);
+      svgEl("text", { x: labelW + gap + 8, y: y(i) + 4, class: "k", "data-pos": i, ...font }, svg, `${i} ${pieceText(tokens[i].id)}`);
       q.addEventListener("mouseenter", () => setHover(i));
       q.addEventListener("mouseleave", () => setHover(null));
     }
