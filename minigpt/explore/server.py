@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
