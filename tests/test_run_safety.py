@@ -833,6 +833,16 @@ def test_a_full_disk_from_the_command_line_exits_2_without_a_traceback(tmp_path,
     assert "Traceback" not in r.stderr and not list(out.glob(".ckpt.tmp*"))
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_while_writing_metrics_is_a_named_error():
+    """/dev/full fails every write with ENOSPC, as a full disk does."""
+    from minigpt.runfolder import RunFolderError, open_metrics
+    with open_metrics("/dev/full", append=True) as f:
+        f.write('{"step": 1, "loss": 2.0}\n')
+        with pytest.raises(RunFolderError, match="/dev/full: No space left on device"):
+            f.flush()
+
+
 def test_long_paths(tmp_path, corpus):
     """Issue 24, 5: a 300-character --out was a traceback. A name longer than the file system
     allows is a named error (nothing created); a 300-character path of normal names works."""

@@ -1,6 +1,7 @@
 """metrics.jsonl: one JSON object per line, appended and flushed line by line.
 
-    open_metrics(path, append)   the file to append rows to (never opened through a link)
+    open_metrics(path, append)   the file to append rows to (never opened through a link; a
+                                 failed write, the disk full, is a RunFolderError)
     read_metrics(path)           the rows; a torn line (a run killed while writing it) is
                                  skipped with a warning naming the file and line
     write_metrics(path, rows)    replace the file atomically (a --resume keeps the rows up to
@@ -19,7 +20,8 @@ from pathlib import Path
 from ..fileio import atomic_write_text
 from .errors import RunFolderError
 
-__all__ = ["METRICS_FILE", "open_metrics", "read_metrics", "write_metrics", "recorded_a_step"]
+__all__ = ["METRICS_FILE", "open_metrics", "MetricsWriter", "read_metrics", "write_metrics",
+           "recorded_a_step"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -74,7 +76,44 @@ def write_metrics(path, rows) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def open_metrics(path, append: bool):
+class MetricsWriter:
+    """metrics.jsonl open for appending rows: write(text), flush(), close(). An OSError (the
+    disk full) is a RunFolderError naming the file; the rows written before it stay."""
+
+    def __init__(self, path: Path, file):
+        self.path, self._file = path, file
+
+    def _failed(self, e: OSError) -> RunFolderError:
+        return RunFolderError(f"cannot write {self.path}: {e.strerror or e}; the rows before "
+                              "this one are kept")
+
+    def write(self, text: str) -> None:
+        try:
+            self._file.write(text)
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass    # a row that could not be flushed was already reported by flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def open_metrics(path, append: bool) -> MetricsWriter:
     """metrics.jsonl opened for writing rows (appending to a resumed run's, else a new file),
     mode 0o666 less the umask. A link at `path` is a RunFolderError, never written through."""
     path = Path(path)
@@ -87,4 +126,4 @@ def open_metrics(path, append: bool):
             raise RunFolderError(f"{path} is a symbolic link; minigpt never writes metrics "
                                  "through a link: delete it (or replace it by the file)") from None
         raise RunFolderError(f"cannot write {path}: {e.strerror or e}") from None
-    return os.fdopen(fd, "w", encoding="utf-8")
+    return MetricsWriter(path, os.fdopen(fd, "w", encoding="utf-8"))
