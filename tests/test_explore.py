@@ -395,6 +395,18 @@ def test_command_errors(run_dir, tmp_path, capsys):
         assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
+def test_add_commands_makes_the_subcommand(run_dir, tmp_path):
+    """What the main CLI calls: `minigpt explore ...` parses to run() with the same options."""
+    import argparse
+    from minigpt.explore.command import add_commands
+    parser = argparse.ArgumentParser(prog="minigpt")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "p.html"
+    args = parser.parse_args(["explore", "--ckpt", str(run_dir), "--prompt", "the",
+                              "--static", str(out)])
+    assert args.func(args) == 0 and out.is_file()
+
+
 def test_served_process_stops_cleanly_on_ctrl_c(run_dir):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "minigpt.explore", "--ckpt", str(run_dir),

@@ -12,12 +12,12 @@ the embeddings with the parameters' gradient norms; and the run's loss curves.
     data.py      Explorer: the numbers (attention weights, lens, trace, sampling)
     page.py      the page's files (web/index.html, explore.js, explore.css) and --static
     server.py    the local HTTP server: the page's own files and a JSON API
-    command.py   add_arguments(parser) and run(args): the `minigpt explore` command
+    command.py   add_commands(sub) / add_arguments(parser) and run(args): `minigpt explore`
 """
-from .command import add_arguments, find_metrics, load_explorer, run
+from .command import add_arguments, add_commands, find_metrics, load_explorer, run
 from .data import Explorer, PromptError, next_token_probabilities
 from .page import static_html
 from .server import make_server
 
 __all__ = ["Explorer", "PromptError", "next_token_probabilities", "load_explorer",
-           "find_metrics", "make_server", "static_html", "add_arguments", "run"]
+           "find_metrics", "make_server", "static_html", "add_commands", "add_arguments", "run"]

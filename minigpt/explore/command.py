@@ -19,7 +19,7 @@ from .data import Explorer, PromptError
 from .page import static_html
 from .server import make_server
 
-__all__ = ["add_arguments", "run", "load_explorer", "find_metrics", "HELP"]
+__all__ = ["add_commands", "add_arguments", "run", "load_explorer", "find_metrics", "HELP"]
 
 HELP = "see inside a trained model: attention, next-token choice, logit lens, backward pass"
 port_number = Rule("port_number", int, "an integer in [0, 65535] (0: any free port)",
@@ -41,6 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write one self-contained HTML file for --prompt and exit (no server)")
     p.add_argument("--force", action="store_true", help="with --static: replace OUT.html")
     p.set_defaults(func=run)
+
+
+def add_commands(sub) -> None:
+    """`minigpt explore` on the main command line's subparsers (minigpt/cli's convention)."""
+    add_arguments(sub.add_parser("explore", help=HELP, description=HELP))
 
 
 def find_metrics(ckpt_dir: Path) -> Path | None:
