@@ -224,8 +224,10 @@ class Attention(Module):
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         qkv = self.c_attn(x)  # (B, T, 3C)
-        qkv = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, nh, T, hs)
+        qkv = qkv.reshape(B, T, 3, nh, hs)  # (B, T, 3, nh, hs)
+        # split, then move the heads forward: the gradients of the three slices are then
+        # summed in (B, T, 3, nh, hs), which is qkv's own layout (no copy back to (B, T, 3C))
+        q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # each (B, nh, T, hs)
         if cache is not None:  # incremental decoding: prepend the keys/values seen so far
             xp = get_array_module(k.data)
             if "k" in cache:
