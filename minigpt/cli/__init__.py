@@ -1,6 +1,7 @@
 """The `minigpt` command line: one module per command, each with `add_commands(sub)` (its
 options) and `cmd_<name>(args)` (what it does; returns the exit status).
 
+    prepare.py    minigpt prepare     text files of any size -> memory-mapped token shards
     pretrain.py   minigpt pretrain    train a language model, or --resume one
     finetune.py   minigpt finetune    fine-tune on a task; minigpt predict: its predictions
     sample.py     minigpt sample      generate text (and load_for_inference, for trace too)
@@ -20,13 +21,13 @@ import sys
 
 from ..assignments.cli import add_commands as add_assignments_commands
 from ..training import CheckpointError, TrainingError
-from . import demo, finetune, pretrain, sample, trace
+from . import demo, finetune, prepare, pretrain, sample, trace
 from . import eval as eval_command  # (the module of `minigpt eval`, not Python's eval)
 from .sample import load_for_inference
 
 __all__ = ["build_parser", "main", "load_for_inference"]
 
-COMMANDS = (pretrain, finetune, sample, eval_command, demo, trace)
+COMMANDS = (prepare, pretrain, finetune, sample, eval_command, demo, trace)
 
 
 def build_parser() -> argparse.ArgumentParser:
