@@ -53,7 +53,7 @@ def adam_update(p, g, m, v, lr_t, betas, eps, weight_decay, clip=None) -> None:
     b1, b2 = betas
 
     def chunks(c):  # chunks c.start .. c.stop - 1, with scratch arrays of their own
-        tmp, tmp2 = np.empty(size, p.dtype), np.empty(size, p.dtype)
+        tmp, tmp2 = np.empty(min(size, n), p.dtype), np.empty(min(size, n), p.dtype)  # a bias: its size
         for j in range(c.start, c.stop):
             s = slice(j * size, min((j + 1) * size, n))
             k = s.stop - s.start
