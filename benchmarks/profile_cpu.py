@@ -28,7 +28,8 @@ wake-ups, a descheduled core).
 How: minigpt.autograd calls its OBSERVERS (minigpt.trace's hook) after each forward and
 backward only, so an observer can time the gaps between ops but not tell an op from the
 engine work before it. The profiler therefore wraps the two places that call the observers,
-Function.apply and Function._run_backward, for the duration of the profiled steps (a stack
+Function.apply and Function._run_backward, and Function.run_forward (the graph-free forward
+of GPT.decode, which sampling runs), for the duration of the profiled steps (a stack
 makes nested ops exclusive), and restores them after. The timing costs ~10 us per op: the
 profiled step is printed next to an unprofiled one.
 
@@ -107,25 +108,32 @@ class Profiler:
     def install(self):
         from minigpt import optim
         from minigpt.autograd import Function
-        self.saved = (Function.__dict__["apply"], Function._run_backward, optim.global_grad_norm)
+        self.saved = (Function.__dict__["apply"], Function._run_backward, optim.global_grad_norm,
+                      Function.__dict__["run_forward"])
         apply0, run_backward0, norm0 = self.saved[0].__func__, self.saved[1], self.saved[2]
+        run_forward0 = self.saved[3].__func__
         prof = self
 
         def apply(cls, *inputs, **options):
             return prof.timed(prof.op_key("forward", cls), apply0, cls, *inputs, **options)
+
+        def run_forward(cls, *arrays, **options):  # GPT.decode's ops (sampling): no graph
+            return prof.timed(prof.op_key("forward", cls), run_forward0, cls, *arrays, **options)
 
         def run_backward(fn, grad_output, retain_graph):
             return prof.timed(prof.op_key("backward", type(fn)), run_backward0, fn, grad_output,
                               retain_graph)
 
         Function.apply = classmethod(apply)
+        Function.run_forward = classmethod(run_forward)
         Function._run_backward = run_backward
         optim.global_grad_norm = lambda params: prof.timed(("adam", "grad norm", ""), norm0, params)
 
     def uninstall(self):
         from minigpt import optim
         from minigpt.autograd import Function
-        Function.apply, Function._run_backward, optim.global_grad_norm = self.saved
+        Function.apply, Function._run_backward, optim.global_grad_norm, Function.run_forward = \
+            self.saved
 
 
 def batch(vocab: int, T: int, B: int, step: int, seed: int = 0):
