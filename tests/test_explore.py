@@ -32,10 +32,9 @@ from hypothesis import given, strategies as st
 import minigpt
 import minigpt.functional as F
 from minigpt import GPT, GPTConfig
-from minigpt.explore import (Explorer, PromptError, load_explorer, make_server,
-                             next_token_probabilities)
+from minigpt.explore import Explorer, PromptError, load_explorer, make_server
 from minigpt.explore.__main__ import main as explore_main
-from minigpt.sample import filter_logits, generate, pick_token
+from minigpt.sample import filter_logits, generate, next_token_probabilities, pick_token
 from minigpt.tokenizers import BPETokenizer, CharTokenizer
 from minigpt.training import save_checkpoint, write_metrics
 

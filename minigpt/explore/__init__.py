@@ -15,9 +15,9 @@ the embeddings with the parameters' gradient norms; and the run's loss curves.
     command.py   add_commands(sub) / add_arguments(parser) and run(args): `minigpt explore`
 """
 from .command import add_arguments, add_commands, find_metrics, load_explorer, run
-from .data import Explorer, PromptError, next_token_probabilities
+from .data import Explorer, PromptError
 from .page import static_html
 from .server import make_server
 
-__all__ = ["Explorer", "PromptError", "next_token_probabilities", "load_explorer",
+__all__ = ["Explorer", "PromptError", "load_explorer",
            "find_metrics", "make_server", "static_html", "add_commands", "add_arguments", "run"]

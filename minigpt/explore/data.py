@@ -15,7 +15,7 @@ One analysis of T tokens (B = 1 throughout):
   observer in minigpt.config.observers picks them up; no copy of the model's forward code);
 - next: the logits of the last position, float64 (V,), from which the page recomputes the
   next-token probabilities for any temperature, top-k and top-p with minigpt.sample's formula
-  (`next_token_probabilities` below is that formula in Python, built on sample.filter_logits);
+  (`minigpt.sample.next_token_probabilities`, the distribution pick_token draws from);
 - lens: the logit lens: the residual stream after the embeddings and after each block, h_l
   (T, C), put through the model's own output layer (`GPT.lm_logits`, the tied W_e^T; GPT-1 has
   no final LayerNorm, so nothing else stands between the last block and the logits), softmax,
@@ -35,11 +35,11 @@ import numpy as np
 from .. import dispatch
 from ..backend import get_array_module, to_numpy
 from ..ops.attention import attention_mask
-from ..sample import filter_logits, generate
+from ..sample import generate, next_token_probabilities
 from ..settings import config, using
 from ..trace import trace
 
-__all__ = ["Explorer", "PromptError", "next_token_probabilities", "MAX_TOKENS", "LENS_TOP"]
+__all__ = ["Explorer", "PromptError", "MAX_TOKENS", "LENS_TOP"]
 
 MAX_TOKENS = 128   # longest prompt shown (attention is T x T per head; the page stays quick)
 LENS_TOP = 3       # tokens kept per position and layer in the logit lens
@@ -48,21 +48,6 @@ DIGITS = 8         # decimals kept of attention weights and lens probabilities (
 
 class PromptError(ValueError):
     """The prompt (or a list of token ids) cannot be shown: empty, too long, unknown chars."""
-
-
-def next_token_probabilities(logits, temperature: float, top_k=None, top_p=None) -> np.ndarray:
-    """The distribution minigpt.sample.pick_token draws the next token from, float64 (V,).
-
-    temperature 0: all mass on the argmax (greedy); else softmax(filter_logits(logits / t)).
-    """
-    logits = np.asarray(to_numpy(logits), dtype=np.float64)
-    if temperature == 0:
-        p = np.zeros_like(logits)
-        p[int(np.argmax(logits))] = 1.0
-        return p
-    z = filter_logits(logits / temperature, top_k, top_p)
-    p = np.exp(z - z.max())
-    return p / p.sum()
 
 
 def _softmax64(x, axis=-1):
