@@ -7,8 +7,9 @@
     heads.py       the task heads on GPT-1's last hidden states, and TaskModel
     checkpoint.py  checkpoint directories: save, load, the crash-proof swap, leftover cleanup
 """
-from .checkpoint import (CheckpointError, clean_leftovers, find_checkpoint, load_checkpoint,
-                         replace_directory, resolve_checkpoint, save_checkpoint)
+from ..runfolder import (CheckpointError, clean_leftovers, find_checkpoint, replace_directory,
+                         resolve_checkpoint)
+from .checkpoint import load_checkpoint, save_checkpoint
 from .finetune import (FinetuneConfig, evaluate_task, finetune, load_base, load_finetuned, predict,
                        save_finetuned)
 from .heads import TaskModel, make_head, task_loss

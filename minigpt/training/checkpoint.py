@@ -28,14 +28,9 @@ from .. import safetensors
 from ..checks import short_list
 from ..model import GPT, SAFETENSORS_DTYPES, GPTConfig
 from ..untrusted import check_field, cut, read_json
-from ..runfolder import (CRASH_ENV, CRASH_EXIT_CODE, REQUIRED, CheckpointError, clean_leftovers,
-                         crash_point, find_checkpoint, names_with_leftovers, replace_directory,
-                         resolve_checkpoint, write_directory)
+from ..runfolder import REQUIRED, CheckpointError, crash_point, resolve_checkpoint, write_directory
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint",
-           "find_checkpoint", "replace_directory", "clean_leftovers", "names_with_leftovers",
-           "read_json_object",
-           "FORMAT", "REQUIRED", "CRASH_ENV"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_json_object", "FORMAT"]
 
 FORMAT = "minigpt-checkpoint"
 
