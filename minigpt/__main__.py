@@ -1,6 +1,10 @@
 """`python -m minigpt ...`: the same as the `minigpt` command (minigpt/cli/)."""
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while the command line loads: no traceback
+    print("\nminigpt: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C before a command started
+        print("\nminigpt: interrupted", file=sys.stderr)
+        return 130
     try:
         return args.func(args)
     except (TrainingError, CheckpointError, FileNotFoundError, ValueError) as e:
