@@ -670,6 +670,30 @@ def test_a_second_ctrl_c_under_force_puts_the_old_run_back_and_keeps_the_new_ste
     assert len(kept) == 1 and [r["step"] for r in read_metrics(kept[0] / "metrics.jsonl")] == [1, 2]
 
 
+def test_a_put_back_killed_while_keeping_the_new_steps_is_finished_in_the_same_folder(tmp_path):
+    """The put-back's marker names the folder that keeps the stopped run's recorded steps, so a
+    kill half way through moving them is finished by the next start into that same folder."""
+    old = precious_run(tmp_path / "old")
+    aside = old / PREVIOUS_RUN
+    aside.mkdir()
+    for name in ("notes.txt", "metrics.jsonl"):                # the old run, set aside
+        os.replace(old / name, aside / name)
+    keep = tmp_path / "old.unfinished-20260101-000000"
+    keep.mkdir()
+    (keep / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')   # moved before the kill
+    (old / "loss.png").write_text("the new run's")                      # not yet
+    (aside / ".deleting-new").write_text(keep.name)
+    folder = RunDirectory(old, resume=True, log=quiet)
+    folder.check()
+    folder.open()
+    folder.close(failed=False)
+    assert_intact(old)
+    assert sorted(p.name for p in old.iterdir()) == ["metrics.jsonl", "notes.txt"]
+    assert read_metrics(old / "metrics.jsonl") == [{"step": 1, "loss": 3.0}]
+    assert sorted(p.name for p in keep.iterdir()) == ["loss.png", "metrics.jsonl"]
+    assert list(tmp_path.glob("old.unfinished-*")) == [keep]
+
+
 def test_sample_and_eval_find_the_old_run_after_a_force_start_is_killed(tmp_path, corpus):
     """Issue 24, 3: killed during --force before its first checkpoint, the old run waits in
     .previous-run/ until the next start; sample and eval used to say "no checkpoint"."""
