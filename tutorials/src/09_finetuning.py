@@ -6,11 +6,13 @@
 # extract `e`; a small linear head reads the last hidden state at `e`. Fine-tuning minimises
 # $L_3 = L_2 + \lambda L_1$: the task loss plus $\lambda = 0.5$ times the language-model loss
 # on the same tokens (the *auxiliary* objective). This notebook shows each format as tokens,
-# the heads and their shapes, and measures what the auxiliary loss does, on a small model
+# the heads and their shapes (the similarity head in code), fine-tunes on a task a small
+# model can learn in seconds, and measures what the auxiliary loss does; the model is
 # pretrained here for a few seconds.
 
 # %%
 import copy
+import inspect
 import numpy as np
 import matplotlib.pyplot as plt
 import minigpt
@@ -20,8 +22,9 @@ from minigpt.tokenizers import CharTokenizer
 from minigpt.tasks import (Example, TaskEncoder, add_special_tokens, collate, lm_targets,
                            shakespeare_genre)
 from minigpt.training import TaskModel, make_head, task_loss
+from minigpt.training.heads import SimilarityHead, extract_states
 
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams["figure.dpi"] = 120
 
 # %% [markdown]
 # ## A small pretrained model
@@ -100,34 +103,78 @@ for task, item in encoded.items():
           f"-> logits {logits.shape}; head parameters {head_params}")
 
 # %% [markdown]
-# ## What the auxiliary loss does
-# Fine-tune two copies of the same pretrained model on a Shakespeare task (the genre of a
-# speech: comedy, history or tragedy), identical except for $\lambda$: 0 (task loss only) and
-# 0.5 (GPT-1). The learning rate is high on purpose, to make the effect visible in 60 steps:
-# without $L_1$ the transformer drifts away from language modelling (its LM loss on held-out
-# text rises); with it, the LM loss stays close to the pretrained value.
+# ## Similarity: one transformer, both orderings, the states added
+# A common misreading of the paper is that similarity runs "two independent decoders". It
+# runs the **same** transformer (the same weights) on both orderings, `s a $ b e` and
+# `s b $ a e`, and adds the two final states at the extract token before the linear layer:
+# $\text{logits} = W_y\,(h_n^{ab}[e] + h_n^{ba}[e])$. In minigpt the two orderings are rows
+# $2i$ and $2i+1$ of one batch through one `GPT`:
 
 # %%
-data = shakespeare_genre()
-pick = np.random.default_rng(0)
-train = [data.train[i] for i in pick.choice(len(data.train), 960, replace=False)]
-test = [data.test[i] for i in pick.choice(len(data.test), 300, replace=False)]
-enc = TaskEncoder("classify", tok, n_ctx=cfg.n_ctx, labels=data.labels)
-train_enc, test_enc = enc.encode(train), enc.encode(test)
+print(inspect.getsource(SimilarityHead.forward))
 
-def accuracy(model):
+# %%
+sim = TaskModel(copy.deepcopy(base), make_head("similar", cfg.n_embd, 2, pdrop=0.0), "similar")
+enc_sim = TaskEncoder("similar", tok, n_ctx=cfg.n_ctx, labels=labels["similar"])
+pair = Example(text="Good night.", text2="Sleep well.", label="same")
+swapped = Example(text="Sleep well.", text2="Good night.", label="same")
+with minigpt.no_grad():
+    b_ = collate(enc_sim.encode([pair]), "similar")
+    logits_sim, _ = sim(b_.idx, b_.mask, b_.extract, b_.group)
+    # by hand: each ordering alone through the one transformer, extract states added, then W_y
+    states = [extract_states(sim.transformer.hidden_states(b_.idx[r:r + 1], b_.mask[r:r + 1]),
+                             b_.extract[r:r + 1]).data for r in (0, 1)]     # each (1, C)
+    by_hand_sim = (states[0] + states[1]) @ sim.head.linear.weight.data + sim.head.linear.bias.data
+    b_swapped = collate(enc_sim.encode([swapped]), "similar")
+    logits_swapped, _ = sim(b_swapped.idx, b_swapped.mask, b_swapped.extract, b_swapped.group)
+sim_diff = np.abs(logits_sim.data - by_hand_sim).max()
+print("the two rows of the batch:", [tok.decode(list(r[m.astype(bool)])) for r, m in zip(b_.idx, b_.mask)])
+swap_diff = np.abs(logits_sim.data - logits_swapped.data).max()
+print("head output == W_y (h_ab[e] + h_ba[e]) by hand (float32 roundoff):", sim_diff < 1e-5)
+print("swapping a and b leaves the logits as they are (float32 roundoff):", swap_diff < 1e-5)
+
+# %% [markdown]
+# ## Fine-tuning that works
+# First a task this small model can learn in seconds: is a speech written forwards or
+# backwards (`"O happy dagger!"` or `"!reggad yppah O"`)? It is easy on purpose: it shows the
+# whole machinery (special tokens, the extract state, the head, the loop) learning, on two
+# seeds, with test speeches from plays held out of the task's training split. One change to
+# GPT-1's recipe: $\lambda = 0$. The auxiliary loss would train the model to *predict*
+# backwards text, working against the language knowledge the task relies on (with
+# $\lambda = 0.5$ one of the seeds gets stuck near chance).
+
+# %%
+data = shakespeare_genre()                              # its speeches; the genre is unused here
+
+def forwards_or_backwards(examples, seed):
+    r = np.random.default_rng(seed)
+    flip = r.random(len(examples)) < 0.5
+    return [Example(text=e.text[::-1] if f else e.text, label="backwards" if f else "forwards")
+            for e, f in zip(examples, flip)]
+
+fb_labels = ["forwards", "backwards"]
+pick = np.random.default_rng(0)
+fb_train = forwards_or_backwards([data.train[i] for i in pick.choice(len(data.train), 2400, replace=False)], 1)
+fb_test = forwards_or_backwards([data.test[i] for i in pick.choice(len(data.test), 300, replace=False)], 2)
+enc_fb = TaskEncoder("classify", tok, n_ctx=cfg.n_ctx, labels=fb_labels)
+fb_train_enc, fb_test_enc = enc_fb.encode(fb_train), enc_fb.encode(fb_test)
+print(fb_train[0].label, repr(fb_train[0].text[:60]))
+print(fb_train[1].label, repr(fb_train[1].text[:60]))
+
+def accuracy(model, test_enc):
     batch = collate(test_enc, "classify")
     with minigpt.no_grad():
         logits, _ = model(batch.idx, batch.mask, batch.extract, batch.group)
     return float((logits.data.argmax(-1) == batch.labels).mean())
 
-runs = {}
-for lam in (0.0, 0.5):
-    model = TaskModel(copy.deepcopy(base), make_head("classify", cfg.n_embd, 3, pdrop=0.0), "classify")
-    opt = optim.Adam(model.named_parameters(), lr=2e-3, schedule=optim.warmup_linear(60, 0.05))
-    order = np.random.default_rng(1).permutation(len(train_enc))
+def finetune(gpt, train_enc, n_labels, steps, lr, lam, seed):
+    """GPT-1's fine-tuning loop: L2 + lam L1, Adam with warmup_linear, batches of 16."""
+    model = TaskModel(copy.deepcopy(gpt), make_head("classify", cfg.n_embd, n_labels, pdrop=0.0,
+                                                    seed=seed), "classify")
+    opt = optim.Adam(model.named_parameters(), lr=lr, schedule=optim.warmup_linear(steps, 0.05))
+    order = np.random.default_rng(seed).permutation(len(train_enc))
     curve = []
-    for step in range(60):
+    for step in range(steps):
         items = [train_enc[i] for i in order[16 * step:16 * step + 16]]
         batch = collate(items, "classify")
         logits, h = model(batch.idx, batch.mask, batch.extract, batch.group)
@@ -138,19 +185,42 @@ for lam in (0.0, 0.5):
         loss.backward()
         opt.step()
         curve.append((l2.item(), l1.item()))
-    runs[lam] = dict(curve=np.array(curve), lm=lm_val_loss(model.transformer), acc=accuracy(model))
+    return model, np.array(curve)
+
+fb_acc = [accuracy(finetune(base, fb_train_enc, 2, 150, 3e-3, 0.0, seed)[0], fb_test_enc)
+          for seed in (0, 1)]
+print(f"forwards or backwards: test accuracy {fb_acc} on seeds 0 and 1 (2 classes, chance 0.5)")
+
+# %% [markdown]
+# ## What the auxiliary loss does
+# Fine-tune two copies of the same pretrained model on a harder Shakespeare task (the genre of
+# a speech: comedy, history or tragedy), identical except for $\lambda$: 0 (task loss only)
+# and 0.5 (GPT-1). The learning rate is high on purpose, to make the effect visible in 60
+# steps: without $L_1$ the transformer drifts away from language modelling (its LM loss on
+# held-out text rises); with it, the LM loss stays close to the pretrained value.
+
+# %%
+train = [data.train[i] for i in pick.choice(len(data.train), 960, replace=False)]
+test = [data.test[i] for i in pick.choice(len(data.test), 300, replace=False)]
+enc = TaskEncoder("classify", tok, n_ctx=cfg.n_ctx, labels=data.labels)
+train_enc, test_enc = enc.encode(train), enc.encode(test)
+runs = {}
+for lam in (0.0, 0.5):
+    model, curve = finetune(base, train_enc, 3, 60, 2e-3, lam, 1)
+    runs[lam] = dict(curve=curve, lm=lm_val_loss(model.transformer), acc=accuracy(model, test_enc))
     print(f"lambda {lam}: test accuracy {runs[lam]['acc']:.3f} (3 classes, chance 0.333); "
           f"held-out LM loss {base_lm:.3f} -> {runs[lam]['lm']:.3f}")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 for lam, r in runs.items():
     axes[0].plot(r["curve"][:, 0], label=f"lambda = {lam}")
     axes[1].plot(r["curve"][:, 1], label=f"lambda = {lam}")
 axes[0].set_title("task loss L2 (per batch)")
 axes[1].set_title("LM loss L1 on the task's text (per batch)")
 for ax in axes:
-    ax.set_xlabel("step")
+    ax.set_xlabel("fine-tuning step")
+    ax.set_ylabel("loss (nats)")
     ax.legend()
 plt.tight_layout()
 plt.show()
@@ -162,14 +232,34 @@ plt.show()
 # ones; its effect here is the one measured above: with it, the model keeps its language
 # modelling while the task gradient pulls on the same weights.
 #
-# ## Exercises
+# ## Exercise: the similarity transformation by hand
+# Write the two token sequences of a similarity pair as GPT-1 builds them (start, one text,
+# delimiter, the other text, extract; both orders). The check compares with `TaskEncoder`.
+# (Graded version: task `transforms.similar` of `minigpt assignments`.)
+
+# %%
+def similarity_sequences(a_ids, b_ids, start, delim, extract):
+    """The two orderings of a pair, as lists of token ids."""
+    # TODO: [start] a [delim] b [extract], then the same with a and b swapped
+    ### BEGIN SOLUTION
+    return [[start] + a_ids + [delim] + b_ids + [extract],
+            [start] + b_ids + [delim] + a_ids + [extract]]
+    ### END SOLUTION
+
+mine = similarity_sequences(tok.encode(pair.text), tok.encode(pair.text2),
+                            special["start"], special["delim"], special["extract"])
+library = [list(s_) for s_ in enc_sim.encode([pair])[0].seqs]
+print("your sequences == TaskEncoder's:", mine == library)
+
+# %% [markdown]
+# ## More exercises
 # 1. Encode a multiple-choice example with 4 choices and collate two of them: what are
 #    `batch.group` and the logits' shape, and how does the head know which rows belong
 #    together?
 # 2. Why does the similarity task run both orderings? (The model is causal: what can the
 #    first text see of the second?)
-# 3. Repeat the experiment with `lr=6.25e-5` (GPT-1's) and 600 steps. Does the gap in the
-#    held-out LM loss remain?
+# 3. Repeat the auxiliary-loss experiment with `lr=6.25e-5` (GPT-1's) and 600 steps. Does
+#    the gap in the held-out LM loss remain?
 
 # %%
 assert shapes["classify"] == (2, 2) and shapes["entail"] == (2, 2) and shapes["similar"] == (2, 2)
@@ -177,6 +267,10 @@ assert shapes["choice"] == (2, 2) and shapes["tag"][0] == 2 and shapes["tag"][2]
 assert len(encoded["similar"].seqs) == 2 and len(encoded["choice"].seqs) == 2
 s = encoded["entail"].seqs[0]
 assert s[0] == special["start"] and s[-1] == special["extract"] and s.count(special["delim"]) == 1
+assert sim_diff < 1e-5                                   # the same transformer, states added
+assert swap_diff < 1e-5                                  # symmetric in a and b
+assert min(fb_acc) > 0.9                                 # well above chance on every seed
 assert runs[0.5]["lm"] < runs[0.0]["lm"]                 # the auxiliary loss keeps the LM
 assert runs[0.0]["lm"] > base_lm                         # without it, the LM drifts
+assert mine == library
 print("all claims hold")
