@@ -124,3 +124,15 @@ def test_shape_mismatch_names_the_parameter(tmp_path):
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="tokens_embed.weight"):
         load_checkpoint(tmp_path / "ckpt")
+
+
+def test_a_link_named_ckpt_never_costs_the_real_checkpoint(tmp_path):
+    """A (dangling) link `ckpt` beside the only complete checkpoint `.ckpt.old`: tidying keeps
+    .ckpt.old (the link is not a complete checkpoint), and the link's target is never touched."""
+    from minigpt.runfolder import clean_leftovers
+    save_checkpoint(tmp_path / "ckpt", small_model(), state={"step": 4})
+    os.replace(tmp_path / "ckpt", tmp_path / ".ckpt.old")
+    (tmp_path / "ckpt").symlink_to(tmp_path / "nowhere")
+    clean_leftovers(tmp_path, "ckpt", log=lambda m: None)
+    assert (tmp_path / ".ckpt.old" / "state.json").is_file()
+    assert load_checkpoint(tmp_path / ".ckpt.old")[2]["step"] == 4

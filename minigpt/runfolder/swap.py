@@ -170,7 +170,8 @@ def clean_leftovers(directory, name: str = "ckpt", log=print) -> None:
             os.replace(found, path)
             fsync_directory(directory)
     removed = []
-    if os.path.lexists(old) and os.path.lexists(path):
+    complete = path.is_dir() and not path.is_symlink()    # a link there may point anywhere
+    if os.path.lexists(old) and complete:
         if old.is_symlink():
             old.unlink()
         else:
