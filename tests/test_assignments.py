@@ -6,6 +6,7 @@ subprocess grader. Planted bugs each lose exactly the tasks they should.
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -365,6 +366,17 @@ def test_capstone_grader_on_a_tiny_run(tmp_path):
     assert "validation loss 2.0000 after 3 steps" in judge_training(
         {**args, "threshold": 1.95}, {"k": {"value": {"losses": {"array": "m"}}}},
         {"m": np.array([4.0, 3.0, 2.5, 2.0])}, {"ref": np.array([4.0, 3.0, 2.5, 2.0])}, {})[0]
+
+
+def test_a_capstone_timeout_says_how_far_it_got(tmp_path):
+    tree = release("capstone", tmp_path / "capstone", with_solutions=True)
+    optim = tree / "minigpt/optim.py"  # a student's Adam that takes 2 s a step
+    optim.write_text(optim.read_text().replace(
+        "    def step(self) -> None:\n",
+        "    def step(self) -> None:\n        import time\n        time.sleep(2)\n"))
+    r = grade("capstone", tree, capstone=TINY_CAPSTONE, timeout=7).results[0]
+    assert r.score == 0
+    assert re.search(r"timed out after 7 s; it got to step [1-3] of 5 ", r.output), r.output
 
 
 # ------------------------------------------------------------------ command line

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from minigpt.assignments import grade, release
-from minigpt.assignments.judging import GradingError
+from minigpt.assignments import GradingError, grade, release
 from minigpt.assignments.release import PACKAGE
 
 
@@ -40,18 +39,18 @@ def _by_id(report):
 
 # ------------------------------------------------------------------ forged results
 
-FORGE = '''        import json, os, numpy
-        claim = {"correct": "True", "changed": [0.0, 0.0], "coarse": "True",
-                 "wrong": "raised: gradcheck failed for x (shape (3, 4)) at index (1, 2): "
-                          "analytic 1.0, numeric 0.99, relative error 0.01"}
-        old = {"calls": {"gradcheck probe": claim}, "leaks": [],
-               "minigpt_file": os.path.abspath("tree/minigpt/__init__.py"),
-               "calls_into_other_implementations": []}
-        with open("result.json", "w") as f:
-            json.dump(old, f)
-        blob = json.dumps({"calls": {"gradcheck probe": {"value": claim}}}).encode()
-        numpy.savez("result.npz", __json__=numpy.frombuffer(blob, dtype=numpy.uint8))
-        os._exit(0)
+FORGE = '''    import json, os, numpy
+    claim = {"correct": "True", "changed": [0.0, 0.0], "coarse": "True",
+             "wrong": "raised: gradcheck failed for x (shape (3, 4)) at index (1, 2): "
+                      "analytic 1.0, numeric 0.99, relative error 0.01"}
+    old = {"calls": {"gradcheck probe": claim}, "leaks": [],
+           "minigpt_file": os.path.abspath("tree/minigpt/__init__.py"),
+           "calls_into_other_implementations": []}
+    with open("result.json", "w") as f:
+        json.dump(old, f)
+    blob = json.dumps({"calls": {"gradcheck probe": {"value": claim}}}).encode()
+    numpy.savez("result.npz", __json__=numpy.frombuffer(blob, dtype=numpy.uint8))
+    os._exit(0)
 '''
 
 
@@ -156,9 +155,10 @@ def test_no_process_no_network(keys, tmp_path):
 
 def test_tracebacks_show_no_grader_paths(keys, tmp_path):
     tree = _plant(keys, tmp_path, "layers", "ops/gelu.py", "        u = SQRT_2_OVER_PI",
-                  "        raise ValueError('boom')\n        u = SQRT_2_OVER_PI")
+                  "        xp.linalg.inv(x)  # raises inside NumPy's Python code\n"
+                  "        u = SQRT_2_OVER_PI")
     out = grade("layers", tree, tasks=["layers.gelu_forward"]).results[0].output
-    assert 'File "minigpt/ops/gelu.py", line' in out and "ValueError: boom" in out
+    assert 'File "minigpt/ops/gelu.py", line' in out and "LinAlgError" in out, out
     for leak in ("/tmp", "runner.py", "site-packages", str(PACKAGE), "judging"):
         assert leak not in out, out
 

@@ -74,7 +74,8 @@ def test_gradescope_package_end_to_end(optim_trees, tmp_path):
     assert 'raise NotImplementedError("optim.adam: ' in optim
     assert not any(n.startswith("grading/tree/minigpt/fast/") and not n.endswith("__init__.py")
                    for n in names)
-    assert not any("minigpt/assignments/grader" in n or "checks.py" in n for n in names)
+    assert not any("minigpt/assignments/grader" in n or "assignments/checks.py" in n
+                   for n in names)
 
     readme = (student / "README.md").read_text()
     command = pack_command(ASSIGNMENTS["optim"])

@@ -144,7 +144,7 @@ def build(assignment: Assignment, with_solutions: bool = False, root: Path = PAC
     rels = [p.relative_to(root).as_posix() for p in package_files(root)]
     for p in package_files(root):
         rel = p.relative_to(root).as_posix()
-        if is_tuned(rel) and not with_solutions:
+        if is_tuned(rel):  # also in a teacher's copy: it grades and self-checks the same
             continue
         data = p.read_bytes()
         if p.suffix == ".py":
@@ -156,9 +156,8 @@ def build(assignment: Assignment, with_solutions: bool = False, root: Path = PAC
     if missing:
         raise ReleaseError(f"assignment {assignment.name}: no '### BEGIN SOLUTION' region in "
                            f"{'; '.join(missing)} (the library and the manifest disagree)")
-    if not with_solutions:
-        for rel, text in tuned_stubs(rels).items():
-            files[f"minigpt/{rel}"] = text.encode()
+    for rel, text in tuned_stubs(rels).items():
+        files[f"minigpt/{rel}"] = text.encode()
     files["minigpt/assignments/__init__.py"] = _STUB_INIT.encode()
     files["minigpt/assignments/cli.py"] = _STUB_CLI.encode()
     files["README.md"] = student_readme(assignment, with_solutions).encode()
