@@ -36,8 +36,9 @@ minigpt is faster).
 Flags (the point of the sweep):
     SLOWER-THAN-REF  the tuned op takes more than --slower x the reference's time
     TORCH-2X         PyTorch is more than 2x faster than the tuned op
-    DIP              tuned/torch is below half of a neighbour's along rows or widths
-                     (the same op, pass and the other dimensions): a cliff's edge
+    DIP              tuned/torch and tuned/ref are both below half of a neighbour's along
+                     rows or widths (the same op, pass and other dimensions): a cliff's
+                     edge (both, so that one library's noisy measurement does not make one)
 A flag on a busy machine is a hint, not a result: the header names the CPU, the BLAS
 libraries and thread counts (threadpoolctl, in each worker), the load average before and
 after, and the CPU other processes took meanwhile (as bench_cpu.py measures it).
@@ -379,9 +380,10 @@ def summarise(case: Case, p: str, times: dict, slower: float) -> dict:
 
 
 def flag_dips(rows: list) -> None:
-    """DIP: tuned/torch below half of a neighbour's along rows or along widths."""
+    """DIP: tuned/torch and tuned/ref both below half of a neighbour's, along rows or widths."""
     index = {(r["case"]["op"], r["pass"], r["case"]["rows"], r["case"]["width"],
-              r["case"]["head_size"]): r for r in rows if "tuned_vs_torch" in r}
+              r["case"]["head_size"]): r for r in rows
+             if "tuned_vs_torch" in r and "tuned_vs_ref" in r}
     for axis in ("rows", "width"):
         lines = {}
         for key, r in index.items():
@@ -391,9 +393,13 @@ def flag_dips(rows: list) -> None:
         for line in lines.values():
             line.sort(key=lambda r: r["case"][axis])
             for i, r in enumerate(line):
-                neighbours = [line[j]["tuned_vs_torch"] for j in (i - 1, i + 1) if 0 <= j < len(line)]
-                if neighbours and r["tuned_vs_torch"] < 0.5 * max(neighbours) and "DIP" not in r["flags"]:
-                    r["flags"].append("DIP")
+                for j in (i - 1, i + 1):
+                    if not 0 <= j < len(line) or "DIP" in r["flags"]:
+                        continue
+                    n = line[j]
+                    if (r["tuned_vs_torch"] < 0.5 * n["tuned_vs_torch"]
+                            and r["tuned_vs_ref"] < 0.5 * n["tuned_vs_ref"]):
+                        r["flags"].append("DIP")
 
 
 def header(info: dict, workers: dict, load0: float, threads) -> list[str]:

@@ -122,3 +122,43 @@ def test_the_detector_catches_a_planted_cliff(monkeypatch):
     monkeypatch.setattr(linear, "matmul_rows", slow_dW)
     ratio, _ = check(Case("linear", 2048, 16), "train")
     assert ratio > FACTOR
+
+
+# ---- the sweep's machinery (benchmarks/sweep_ops.py), no timing asserted -----------------------
+
+def test_sweep_runs_every_op_in_both_workers(tmp_path):
+    """A small grid end to end: every op, both passes where due, three implementations (torch
+    when installed), a row per (case, pass) with medians and ratios, the header's BLAS line."""
+    import json
+    have_torch = True
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        have_torch = False
+    out = tmp_path / "sweep.json"
+    args = ["--widths", "16", "--rows", "1,64", "--head-sizes", "8", "--rounds", "1",
+            "--target-ms", "0.1", "--json", str(out)] + ([] if have_torch else ["--no-torch"])
+    assert sweep_ops.main(args) == 0
+    res = json.loads(out.read_text())
+    ops = {r["case"]["op"] for r in res["rows"]}
+    assert ops == set(sweep_ops.OPS)
+    assert {r["pass"] for r in res["rows"]} == {"train", "infer"}
+    for r in res["rows"]:
+        assert r["median_s"]["tuned"] > 0 and r["tuned_vs_ref"] > 0
+        assert ("tuned_vs_torch" in r) == have_torch
+    assert any("openblas" in line for line in res["header"])
+
+
+def test_sweep_flags():
+    """SLOWER-THAN-REF past --slower, TORCH-2X past 2x, DIP where both ratios halve against a
+    neighbour (and not where only one does: one library's noise)."""
+    def row(rows, tuned, ref, torch):
+        r = sweep_ops.summarise(Case("linear", rows, 16), "train",
+                                {"tuned": [tuned], "reference": [ref], "torch": [torch]}, 1.25)
+        return r
+    a, b, c, d = row(64, 1.0, 1.0, 1.0), row(256, 4.0, 1.0, 1.0), row(1024, 1.0, 1.0, 1.0), \
+        row(2048, 1.0, 3.0, 0.4)
+    assert b["flags"] == ["SLOWER-THAN-REF", "TORCH-2X"] and a["flags"] == []
+    assert d["flags"] == ["TORCH-2X"]  # slower than torch, much faster than the reference
+    sweep_ops.flag_dips([a, b, c, d])
+    assert "DIP" in b["flags"] and "DIP" not in a["flags"] and "DIP" not in d["flags"]
