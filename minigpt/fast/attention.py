@@ -13,7 +13,8 @@ What changes vs ops/attention.py, and why:
   (B, Tq, C) is a free view rather than a copy.
 - Backward: rowsum(dP * P) equals rowsum(g * O) (sum_j P_ij D_ij g_i.v_j = g_i.O_i), a
   (Tq, hs) product instead of a (Tq, Tk) one, as FlashAttention computes it.
-The mask is the reference's rule (ops.attention.attention_mask), the same dropout draws.
+The mask is the reference's rule (ops.attention.attention_mask), the same dropout draws; a
+single causal query (a sampled token's step) needs none: it sits at the last position.
 """
 from __future__ import annotations
 
@@ -38,7 +39,10 @@ class FastAttention(Function):
         B, nh, Tq, hs = q.shape
         Tk, dt = k.shape[2], q.dtype.type
         scale = dt(1.0 / math.sqrt(hs))
-        mask = attention_mask(Tq, Tk, causal, padding_mask, xp)
+        if causal and Tq == 1 and padding_mask is None:
+            mask = None  # one query at the last position sees every key (the rule, trivially)
+        else:
+            mask = attention_mask(Tq, Tk, causal, padding_mask, xp)
         add_mask = None if mask is None else xp.where(mask, dt(0), dt(-np.inf))  # 0 or -inf
         D = None
         if dropout_p > 0.0:  # drawn up front: one generator, the same draws as one big call
