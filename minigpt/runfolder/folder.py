@@ -49,7 +49,7 @@ REQUIRED = ("config.json", "model.safetensors", "state.json")   # the files of a
 _START_ARTIFACTS = (METRICS_FILE, "loss.png")
 # markers inside .previous-run: what a killed process was doing with it
 _MOVING, _DELETING, _RETURNING = ".moving", ".deleting-new", ".returning"
-_MARKERS = (_MOVING, _DELETING, _RETURNING, f"{_DELETING}.tmp")
+_MARKERS = (_MOVING, _DELETING, _RETURNING)
 # the longest name minigpt puts beside a folder NAME: NAME.unfinished-YYYYmmdd-HHMMSS-NNN
 _ROOM_BESIDE = len(".unfinished-20261231-235959-999")
 # the longest path minigpt writes below a folder (snapshots/.step-000500.tmp<hex>/<file>)
@@ -312,10 +312,9 @@ class RunDirectory:
         are kept; nothing recorded: deleted), then move the old files back (marker .returning,
         or .moving if the move aside itself was interrupted)."""
         aside = self.path / PREVIOUS_RUN
-        if not any(os.path.lexists(aside / m) for m in (_MOVING, _DELETING, _RETURNING)):
+        if not any(os.path.lexists(aside / m) for m in _MARKERS):
             keep = self._beside("unfinished") if recorded_a_step(self.path / METRICS_FILE) else None
-            atomic_write_text(aside / f"{_DELETING}.tmp", keep.name if keep else "")
-            os.replace(aside / f"{_DELETING}.tmp", aside / _DELETING)
+            atomic_write_text(aside / _DELETING, keep.name if keep else "")   # whole or absent
         if os.path.lexists(aside / _DELETING):
             new = self._entries()      # only the new run's files: nothing is back yet
             keep = self._kept_name(aside / _DELETING)
@@ -329,7 +328,7 @@ class RunDirectory:
                     remove(e)
             os.replace(aside / _DELETING, aside / _RETURNING)
         for e in sorted(aside.iterdir()):
-            if e.name not in _MARKERS:
+            if e.name not in _MARKERS and not e.name.startswith(f".{_DELETING}."):  # its temporary
                 os.replace(e, self.path / e.name)
         remove(aside)
         fsync_directory(self.path)
@@ -340,7 +339,7 @@ class RunDirectory:
         aside = self.path / PREVIOUS_RUN
         if aside.is_symlink() or not aside.is_dir():
             return
-        marked = any(os.path.lexists(aside / m) for m in (_MOVING, _DELETING, _RETURNING))
+        marked = any(os.path.lexists(aside / m) for m in _MARKERS)
         if not marked and find_checkpoint(self.path, CHECKPOINT) is not None:
             self._keep_replaced(aside)
         else:
