@@ -16,7 +16,7 @@ import minigpt.functional as F
 
 rng = np.random.default_rng(0)
 minigpt.use("reference")  # run the reference ops of minigpt/ops/, the code shown here
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams["figure.dpi"] = 120
 
 # %% [markdown]
 # ## A first graph
@@ -127,7 +127,8 @@ ax.axvline(1e-6, color="gray", ls=":", label="gradcheck's eps")
 ax.set_xlabel("eps")
 ax.set_ylabel("|numeric - exact|")
 ax.set_title("central difference of the sigmoid at x = 0.7")
-ax.legend()
+ax.legend(fontsize=9)
+plt.tight_layout()
 plt.show()
 best64 = epsilons[int(np.argmin(err64))]
 best32 = epsilons[int(np.argmin(err32))]
@@ -164,9 +165,43 @@ for name, ok in results.items():
     print(f"{name:14s} {ok}")
 
 # %% [markdown]
-# ## Exercises
-# 1. Write `Exp` as a `Function` that saves its *input* instead of its output. Does gradcheck
-#    still pass? Which version keeps less memory alive when the next op needs `exp(x)` anyway?
+# ## Exercise: an op of your own
+# Write `Exp` as a `Function`: forward $y = e^x$, backward $dL/dx = g\,e^x$. Save what the
+# backward needs (the output is enough: $dy/dx = y$). The check runs gradcheck and prints the
+# relative error of your gradient against the finite difference. (The graded exercises on
+# autograd itself are the `autograd` assignment of `minigpt assignments`: broadcasting,
+# products, reductions and gradcheck's central difference.)
+
+# %%
+class Exp(Function):
+    def forward(self, x):
+        # TODO: compute y = exp(x) and save what backward needs
+        ### BEGIN SOLUTION
+        y = np.exp(x)
+        self.save(y)
+        return y
+        ### END SOLUTION
+
+    def backward(self, g):
+        # TODO: return a tuple with dL/dx
+        ### BEGIN SOLUTION
+        (y,) = self.saved
+        return (g * y,)
+        ### END SOLUTION
+
+xe = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+ge = rng.standard_normal((3, 4))
+Exp.apply(xe).backward(ge)
+h_ = 1e-6
+numeric = ge * (np.exp(xe.data + h_) - np.exp(xe.data - h_)) / (2 * h_)
+exp_error = np.abs(xe.grad - numeric).max() / np.abs(numeric).max()
+print(f"relative error against the central difference: {exp_error:.1e} (should be below 1e-8)")
+print("gradcheck:", gradcheck(lambda x: Exp.apply(x), [Tensor(xe.data, requires_grad=True)]))
+
+# %% [markdown]
+# ## More exercises
+# 1. Save the *input* instead of the output in `Exp`. Which version keeps less memory alive
+#    when the next op needs `exp(x)` anyway?
 # 2. Run the sigmoid gradcheck with float32 inputs and `eps=1e-6`. Explain the failure with the
 #    curve above.
 # 3. `x[[0, 0, 1]]` uses row 0 twice. Check that `x.grad[0]` receives both upstream rows.
@@ -177,6 +212,7 @@ for name, ok in results.items():
 assert wrong_sigmoid_caught and lazy_caught
 assert np.allclose(z.grad, 0) and true_grad_zero  # the all-ones test was fooled
 assert all(results.values())
+assert exp_error < 1e-8
 assert 1e-8 < best64 < 1e-4 and min(err64) < 1e-9      # u^(1/3) ~ 5e-6 for float64
 assert min(err32) > 100 * min(err64) and best32 > best64  # float32: larger eps, larger error
 print("all claims hold")

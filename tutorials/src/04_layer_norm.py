@@ -37,7 +37,7 @@ from minigpt.ops import LayerNorm
 
 rng = np.random.default_rng(0)
 minigpt.use("reference")  # run the reference ops of minigpt/ops/, the code shown here
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams["figure.dpi"] = 120
 
 # %% [markdown]
 # ## The reference op: the formulas, line by line
@@ -87,11 +87,14 @@ J_formula = r * (np.eye(C) - 1 / C - np.outer(xh, xh) / C)
 eig = np.sort(np.linalg.eigvalsh((J + J.T) / 2))
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
 im = axes[0].imshow(J, cmap="RdBu", vmin=-abs(J).max(), vmax=abs(J).max())
-axes[0].set_title("dy_j / dx_i for one row")
-plt.colorbar(im, ax=axes[0])
+axes[0].set_title("J[j, i] = dy_j / dx_i for one row", fontsize=10)
+axes[0].set_xlabel("input i")
+axes[0].set_ylabel("output j")
+plt.colorbar(im, ax=axes[0], label="derivative")
 axes[1].plot(eig / r, "o")
-axes[1].set_title("eigenvalues of J / r")
+axes[1].set_title("eigenvalues of J / r (sorted)", fontsize=10)
 axes[1].set_xlabel("index")
+axes[1].set_ylabel("eigenvalue / r")
 plt.tight_layout()
 plt.show()
 print("J from autograd == formula:", np.allclose(J, J_formula), "| two smallest eigenvalues / r:",
@@ -112,13 +115,39 @@ for i in range(N):
     axes[1].plot(after[i], ".-", alpha=0.7)
 axes[0].set_title("rows before")
 axes[1].set_title("rows after LayerNorm (w=1, b=0)")
+for ax in axes:
+    ax.set_xlabel("feature i of the row")
+    ax.set_ylabel("value")
 plt.tight_layout()
 plt.show()
 print("means after:", np.round(after.mean(1), 8))
 print("stds after: ", np.round(after.std(1), 5))
 
 # %% [markdown]
-# ## Exercises
+# ## Exercise: the backward from what the forward saved
+# Write $dx$ from the upstream gradient $g$, the saved $\hat x$, $r$ and $w$, with the
+# formula derived at the top. The check compares with the library's gradient of the same
+# inputs and prints the relative error. (Graded version: task `layers.layer_norm_backward`
+# of `minigpt assignments`; notebook 12 uses it inside a whole block.)
+
+# %%
+def layer_norm_dx(g, xhat, r, w):
+    """dL/dx of y = xhat * w + b, rows on the last axis; r = 1/sqrt(var + eps), shape (N, 1)."""
+    # TODO: gh = g * w, then r * (gh - mean(gh) - xhat * mean(gh * xhat)) per row
+    ### BEGIN SOLUTION
+    gh = g * w
+    return r * (gh - gh.mean(-1, keepdims=True) - xhat * (gh * xhat).mean(-1, keepdims=True))
+    ### END SOLUTION
+
+r_rows = 1 / np.sqrt(x.data.var(-1, keepdims=True) + 1e-5)
+dx_mine = layer_norm_dx(g, xhat, r_rows, w.data)
+x_lib = Tensor(x.data, requires_grad=True)             # the library's dx for the same g
+F.layer_norm(x_lib, Tensor(w.data), Tensor(b.data)).backward(g)
+ln_error = np.abs(dx_mine - x_lib.grad).max() / np.abs(x_lib.grad).max()
+print(f"relative error against the library: {ln_error:.1e} (should be below 1e-12)")
+
+# %% [markdown]
+# ## More exercises
 # 1. Derive $\partial L/\partial w$ and $\partial L/\partial b$ for inputs of shape (B, T, C):
 #    why does the reference reshape to (B·T, C) before summing?
 # 2. Set $\epsilon = 0$ and feed a constant row. What happens in the forward? In the backward?
@@ -128,6 +157,7 @@ print("stds after: ", np.round(after.std(1), 5))
 # %%
 assert np.abs(row_sums).max() < 1e-10 * np.abs(x.grad).max() * C
 assert np.allclose(J, J_formula, atol=1e-10)
+assert ln_error < 1e-12
 assert np.abs(eig[:2] / r).max() < 1e-4 and np.allclose(eig[2:] / r, 1, atol=1e-9)
 assert np.abs(after.mean(1)).max() < 1e-10 and np.all(after.std(1) < 1) and np.all(after.std(1) > 0.99)
 print("all claims hold")

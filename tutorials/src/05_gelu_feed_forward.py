@@ -23,7 +23,7 @@ from minigpt.ops import GELU
 
 rng = np.random.default_rng(0)
 minigpt.use("reference")  # run the reference ops of minigpt/ops/, the code shown here
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams["figure.dpi"] = 120
 
 # %% [markdown]
 # ## The reference op
@@ -51,12 +51,15 @@ axes[0].plot(xs, relu_y, label="ReLU", lw=1)
 axes[0].plot(xs, gelu_y, label="GELU (tanh)", lw=2)
 axes[0].plot(xs, exact_y, "--", label="GELU (erf)", lw=1)
 axes[0].set_title("activation")
+axes[0].set_ylabel("y")
 axes[0].legend()
 axes[1].plot(xs, relu_d, label="ReLU'", lw=1)
 axes[1].plot(xs, gelu_d, label="GELU' (autograd)", lw=2)
 axes[1].set_title("derivative")
+axes[1].set_ylabel("dy/dx")
 axes[1].legend()
 for ax in axes:
+    ax.set_xlabel("x")
     ax.axhline(0, color="gray", lw=0.5)
     ax.axvline(0, color="gray", lw=0.5)
 plt.tight_layout()
@@ -100,11 +103,46 @@ frac_gelu = (np.abs(np.interp(h, xs, gelu_d)) > 1e-3).mean()
 print(f"units passing gradient: ReLU {frac_relu:.2f}, GELU {frac_gelu:.2f}")
 
 # %% [markdown]
-# ## Exercises
+# ## Exercise: the exact GELU
+# Write the exact GELU, $x\,\Phi(x)$, as a `Function`; its derivative is
+# $\Phi(x) + x\,\varphi(x)$ with $\varphi$ the standard normal density. The check runs
+# gradcheck, prints the relative error of your derivative against a central difference, and
+# how far it is from the tanh form's. (Graded: tasks `layers.gelu_forward` and
+# `layers.gelu_backward` of `minigpt assignments`, for the tanh form.)
+
+# %%
+from minigpt import Function
+
+class ExactGELU(Function):
+    def forward(self, x):
+        # TODO: Phi(x) with the `erf` above: Phi(x) = (1 + erf(x / sqrt 2)) / 2; save for backward
+        ### BEGIN SOLUTION
+        Phi = 0.5 * (1 + erf(x / math.sqrt(2)))
+        self.save(x, Phi)
+        return x * Phi
+        ### END SOLUTION
+
+    def backward(self, g):
+        # TODO: g * (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+        ### BEGIN SOLUTION
+        x, Phi = self.saved
+        phi = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return (g * (Phi + x * phi),)
+        ### END SOLUTION
+
+xg = Tensor(xs.copy(), requires_grad=True)
+ExactGELU.apply(xg).backward(np.ones_like(xs))
+fx = lambda x: ExactGELU.apply(Tensor(x)).data
+exact_numeric = (fx(xs + 1e-6) - fx(xs - 1e-6)) / 2e-6
+gelu_exact_error = np.abs(xg.grad - exact_numeric).max() / np.abs(exact_numeric).max()
+print(f"relative error against the central difference: {gelu_exact_error:.1e} (below 1e-8)")
+print("gradcheck:", gradcheck(lambda x: ExactGELU.apply(x), [Tensor(rng.standard_normal((3, 7)) * 2, requires_grad=True)]))
+print(f"largest |exact derivative - tanh form's| on [-4, 4]: {np.abs(xg.grad - gelu_d).max():.1e}")
+
+# %% [markdown]
+# ## More exercises
 # 1. Where is GELU's derivative largest? Solve numerically and compare with the plot.
-# 2. Write the exact (erf) GELU as a `Function` (its derivative is $\Phi(x) + x\,\varphi(x)$)
-#    and gradcheck it. How far apart are the two derivatives at most?
-# 3. Why widen to $4C$ at all? Count the multiply-adds of the MLP and of attention for one
+# 2. Why widen to $4C$ at all? Count the multiply-adds of the MLP and of attention for one
 #    position of GPT-1 with $T = 512$.
 
 # %%
@@ -113,4 +151,5 @@ assert np.abs(gelu_y - exact_y).max() < 1e-3
 assert gelu_d.min() < 0 and gelu_d.max() > 1
 assert mlp.num_parameters() == 8 * C * C + 5 * C and 8 * 768 ** 2 + 5 * 768 == 4_722_432
 assert frac_gelu > frac_relu
+assert gelu_exact_error < 1e-8 and np.abs(xg.grad - gelu_d).max() < 0.03
 print("all claims hold")

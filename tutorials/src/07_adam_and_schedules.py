@@ -17,7 +17,7 @@ from minigpt import optim
 
 rng = np.random.default_rng(0)
 minigpt.use("reference")  # run the reference update, the code shown here
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams["figure.dpi"] = 120
 
 # %% [markdown]
 # ## The update, as the reference code writes it
@@ -46,8 +46,10 @@ t_ft = np.arange(total_ft + 1)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
 axes[0].plot(t_pre, [2.5e-4 * pre(t) for t in t_pre])
 axes[0].set_title("pretraining: warm-up 2000, cosine (lr 2.5e-4)")
+axes[0].set_ylabel("learning rate")
 axes[1].plot(t_ft, [6.25e-5 * ft(t) for t in t_ft])
 axes[1].set_title("fine-tuning: warmup_linear (lr 6.25e-5)")
+axes[1].set_ylabel("learning rate")
 for ax in axes:
     ax.set_xlabel("update t")
 plt.tight_layout()
@@ -77,10 +79,12 @@ axes[0].semilogx(t, m_raw, label="m (raw)")
 axes[0].semilogx(t, v_raw, label="v (raw)")
 axes[0].axhline(1, color="gray", ls=":")
 axes[0].set_title("moments for a constant gradient g = 1")
+axes[0].set_ylabel("m, v (raw)")
 axes[0].legend()
 axes[1].semilogx(t, ratio_raw, label="m / sqrt(v), raw")
 axes[1].semilogx(t, ratio_corr, label="bias-corrected")
 axes[1].set_title("update size / lr")
+axes[1].set_ylabel("|update| / lr")
 axes[1].legend()
 for ax in axes:
     ax.set_xlabel("update t")
@@ -90,8 +94,22 @@ print(f"update / lr at t=1: raw {ratio_raw[0]:.3f}, corrected {ratio_corr[0]:.3f
       f"raw is largest ({ratio_raw.max():.2f}) at t={t[np.argmax(ratio_raw)]}")
 
 # %% [markdown]
-# ## `minigpt.optim.Adam` against the formula by hand
+# ## Exercise: `minigpt.optim.Adam` against the formula by hand
 # Three updates of a tiny model with clipping, decay and a schedule, replayed with NumPy.
+# Write one parameter's update the way GPT-1's release does it: the moments, then the step
+# with the folded bias correction `lr_t` and the decoupled weight decay. The check prints the
+# largest difference from `optim.Adam` after three updates. (Graded version: task
+# `optim.adam` of `minigpt assignments`.)
+
+# %%
+def adam_by_hand(p, g, m, v, lr_t, wd, b1=0.9, b2=0.999, eps=1e-8):
+    """One update of one parameter; returns the new (p, m, v)."""
+    # TODO: m, v moving averages of g and g^2; p - lr_t * (m / (sqrt(v) + eps) + wd * p)
+    ### BEGIN SOLUTION
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    return p - lr_t * (m / (np.sqrt(v) + eps) + wd * p), m, v
+    ### END SOLUTION
 
 # %%
 cfg = minigpt.GPTConfig(vocab_size=11, n_ctx=8, n_layer=1, n_embd=8, n_head=2,
@@ -114,11 +132,8 @@ for step in range(1, 4):
     scale = 0.5 / (norm + 1e-6) if norm > 0.5 else 1.0
     lr_t = 1e-2 * sched(step) * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
     for n, p in named:
-        g = grads[n] * scale
-        M[n] = b1 * M[n] + (1 - b1) * g
-        Vv[n] = b2 * Vv[n] + (1 - b2) * g * g
         wd = 0.01 if p.ndim >= 2 else 0.0
-        P[n] = P[n] - lr_t * (M[n] / (np.sqrt(Vv[n]) + 1e-8) + wd * P[n])
+        P[n], M[n], Vv[n] = adam_by_hand(P[n], grads[n] * scale, M[n], Vv[n], lr_t, wd)
     print(f"step {step}: gradient norm {norm:.3f} (clipped to 0.5: {norm > 0.5}), lr {opt.last_lr:.2e}")
 max_diff = max(np.abs(P[n] - p.data).max() for n, p in named)
 print("max |by hand - optim.Adam| after 3 updates:", max_diff)

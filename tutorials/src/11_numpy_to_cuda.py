@@ -11,7 +11,6 @@
 
 # %%
 import inspect
-import time
 import numpy as np
 import matplotlib.pyplot as plt
 import minigpt
@@ -20,7 +19,7 @@ import minigpt.functional as F
 from minigpt.cuda import tiled_attention, loader
 
 rng = np.random.default_rng(0)
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams["figure.dpi"] = 120
 
 # %% [markdown]
 # ## The online softmax
@@ -81,7 +80,9 @@ ax.loglog(Ts, 4 * Ts ** 2 / 2 ** 20, "o-", label="P, float32 (reference)")
 ax.loglog(Ts, 4 * Ts / 2 ** 20, "s-", label="lse, float32 (tiled)")
 ax.set_xlabel("T")
 ax.set_ylabel("MiB per head and sequence")
+ax.set_title("what the backward keeps per head")
 ax.legend()
+plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -161,13 +162,10 @@ else:
     print(f"hs = 16 runs {impl.__name__}: max |GPU float32 - tiled NumPy float64| = {gpu_diff:.2e}")
     x = cp.asarray(rng.standard_normal((8, 12, 512, 64)).astype(np.float32))
     print("GPT-1-sized inputs run:", dispatch.choose("attention", x, x, x, causal=True).__name__)
-    F.attention(Tensor(x), Tensor(x), Tensor(x), causal=True)
-    cp.cuda.Device().synchronize()
-    t0 = time.perf_counter()
-    for _ in range(10):
-        F.attention(Tensor(x), Tensor(x), Tensor(x), causal=True)
-    cp.cuda.Device().synchronize()
-    print(f"GPT-1-sized attention forward (8 x 12 heads x 512 x 64): {(time.perf_counter() - t0) / 10 * 1e3:.2f} ms")
+    o_big = F.attention(Tensor(x), Tensor(x), Tensor(x), causal=True).data
+    print("GPT-1-sized attention forward (8 x 12 heads x 512 x 64): output", o_big.shape,
+          "finite:", bool(cp.isfinite(o_big).all()))
+    # (timings: benchmarks/, not a notebook whose outputs are committed)
     assert gpu_diff < 1e-4
 
 # %% [markdown]
