@@ -33,7 +33,11 @@ import minigpt
 import minigpt.functional as F
 from minigpt import GPT, GPTConfig
 from minigpt.explore import Explorer, PromptError, load_explorer, make_server
-from minigpt.explore.__main__ import main as explore_main
+from minigpt.cli import main as cli_main
+
+
+def explore_main(argv):
+    return cli_main(["explore", *argv])
 from minigpt.sample import filter_logits, generate, next_token_probabilities, pick_token
 from minigpt.tokenizers import BPETokenizer, CharTokenizer
 from minigpt.training import save_checkpoint, write_metrics
@@ -394,21 +398,16 @@ def test_command_errors(run_dir, tmp_path, capsys):
         assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
-def test_add_commands_makes_the_subcommand(run_dir, tmp_path):
-    """What the main CLI calls: `minigpt explore ...` parses to run() with the same options."""
-    import argparse
-    from minigpt.explore.command import add_commands
-    parser = argparse.ArgumentParser(prog="minigpt")
-    add_commands(parser.add_subparsers(dest="command", required=True))
+def test_the_command_writes_the_static_page(run_dir, tmp_path):
+    """`minigpt explore ... --static` through the main command line."""
     out = tmp_path / "p.html"
-    args = parser.parse_args(["explore", "--ckpt", str(run_dir), "--prompt", "the",
-                              "--static", str(out)])
-    assert args.func(args) == 0 and out.is_file()
+    assert explore_main(["--ckpt", str(run_dir), "--prompt", "the", "--static", str(out)]) == 0
+    assert out.is_file()
 
 
 def test_served_process_stops_cleanly_on_ctrl_c(run_dir):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "minigpt.explore", "--ckpt", str(run_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "minigpt", "explore", "--ckpt", str(run_dir),
                              "--port", "0", "--no-browser", "--prompt", "the"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=REPO)

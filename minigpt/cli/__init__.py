@@ -8,6 +8,7 @@ options) and `cmd_<name>(args)` (what it does; returns the exit status).
     eval.py       minigpt eval        validation loss, perplexity, bits per character
     demo.py       minigpt demo        pretrain the demo model on Shakespeare and sample
     trace.py      minigpt trace       every op of one forward and backward pass
+    explore.py    minigpt explore     a page that shows inside a trained model
     options.py    the options of pretrain and finetune, generated from their config fields
     (minigpt/assignments/cli.py: minigpt assignments list | release | grade)
 
@@ -21,13 +22,13 @@ import sys
 
 from ..assignments.cli import add_commands as add_assignments_commands
 from ..training import CheckpointError, TrainingError
-from . import demo, finetune, prepare, pretrain, sample, trace
+from . import demo, explore, finetune, prepare, pretrain, sample, trace
 from . import eval as eval_command  # (the module of `minigpt eval`, not Python's eval)
 from .sample import load_for_inference
 
 __all__ = ["build_parser", "main", "load_for_inference"]
 
-COMMANDS = (prepare, pretrain, finetune, sample, eval_command, demo, trace)
+COMMANDS = (prepare, pretrain, finetune, sample, eval_command, demo, trace, explore)
 
 
 def build_parser() -> argparse.ArgumentParser:

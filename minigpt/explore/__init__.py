@@ -12,12 +12,13 @@ the embeddings with the parameters' gradient norms; and the run's loss curves.
     data.py      Explorer: the numbers (attention weights, lens, trace, sampling)
     page.py      the page's files (web/index.html, explore.js, explore.css) and --static
     server.py    the local HTTP server: the page's own files and a JSON API
-    command.py   add_commands(sub) / add_arguments(parser) and run(args): `minigpt explore`
+    loading.py   load_explorer (a checkpoint and its run's metrics.jsonl), write_static
+The command itself is minigpt/cli/explore.py.
 """
-from .command import add_arguments, add_commands, find_metrics, load_explorer, run
 from .data import Explorer, PromptError
+from .loading import find_metrics, load_explorer, write_static
 from .page import static_html
 from .server import make_server
 
-__all__ = ["Explorer", "PromptError", "load_explorer",
-           "find_metrics", "make_server", "static_html", "add_commands", "add_arguments", "run"]
+__all__ = ["Explorer", "PromptError", "load_explorer", "find_metrics", "make_server",
+           "static_html", "write_static"]

@@ -1,33 +1,28 @@
-"""`minigpt explore`: its arguments and what it runs (`python -m minigpt.explore` too).
+"""`minigpt explore`: a page that shows inside a trained model (minigpt/explore/).
 
     minigpt explore --ckpt runs/tiny                           serve the page on 127.0.0.1:8000
     minigpt explore --ckpt runs/tiny --prompt "ROMEO:" --static romeo.html   one offline file
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import webbrowser
 from pathlib import Path
 
 from ..checks import Rule, argparse_type
-from ..fileio import atomic_write_text
-from ..runfolder import METRICS_FILE, CheckpointError, read_metrics, resolve_checkpoint
-from ..training import load_checkpoint
-from .data import Explorer, PromptError
-from .page import static_html
-from .server import make_server
+from ..explore import PromptError, load_explorer, make_server, write_static
+from ..runfolder import CheckpointError
 
-__all__ = ["add_commands", "add_arguments", "run", "load_explorer", "find_metrics", "HELP"]
+__all__ = ["add_commands", "cmd_explore"]
 
 HELP = "see inside a trained model: attention, next-token choice, logit lens, backward pass"
 port_number = Rule("port_number", int, "an integer in [0, 65535] (0: any free port)",
                    lambda v: 0 <= v <= 65535)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The command's arguments, on the parser the CLI made for it."""
+def add_commands(sub) -> None:
+    p = sub.add_parser("explore", help=HELP, description=HELP)
     p.add_argument("--ckpt", required=True, help="run or checkpoint directory")
     p.add_argument("--prompt", default=None,
                    help="the text to look at (served page: the first one shown; can be changed "
@@ -40,50 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--static", metavar="OUT.html", default=None,
                    help="write one self-contained HTML file for --prompt and exit (no server)")
     p.add_argument("--force", action="store_true", help="with --static: replace OUT.html")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_explore)
 
 
-def add_commands(sub) -> None:
-    """`minigpt explore` on the main command line's subparsers (minigpt/cli's convention)."""
-    add_arguments(sub.add_parser("explore", help=HELP, description=HELP))
-
-
-def find_metrics(ckpt_dir: Path) -> Path | None:
-    """metrics.jsonl of the run a checkpoint belongs to: beside `ckpt/` (run/ckpt), two levels
-    up for a snapshot (run/snapshots/step-000500), or inside the checkpoint folder itself."""
-    ckpt_dir = Path(ckpt_dir)
-    candidates = [ckpt_dir / METRICS_FILE, ckpt_dir.parent / METRICS_FILE]
-    if ckpt_dir.parent.name == "snapshots":
-        candidates.append(ckpt_dir.parent.parent / METRICS_FILE)
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def load_explorer(ckpt) -> Explorer:
-    """An Explorer for a checkpoint or run directory (CheckpointError if it is not one)."""
-    found = resolve_checkpoint(ckpt)
-    model, tokenizer, _ = load_checkpoint(found)
-    if tokenizer is None:
-        raise CheckpointError(f"checkpoint {found} has no tokenizer files; the explorer needs "
-                              "them to read a prompt")
-    warnings = []
-    metrics_file = find_metrics(found)
-    metrics = read_metrics(metrics_file, warn=warnings.append) if metrics_file else []
-    return Explorer(model, tokenizer, metrics=metrics, metrics_warnings=warnings,
-                    source=str(ckpt))
-
-
-def _write_static(explorer: Explorer, prompt: str, out: Path, force: bool) -> None:
-    if out.is_dir():
-        raise ValueError(f"--static {out} is a directory; give a file name such as {out}/page.html")
-    if out.exists() and not force:
-        raise ValueError(f"--static {out} exists; pass --force to replace it")
-    ids = explorer.encode_prompt(prompt)
-    html = static_html(explorer.info(), explorer.analysis(ids), prompt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, html)
-
-
-def run(args) -> int:
+def cmd_explore(args) -> int:
     """Serve the page (until Ctrl-C) or write --static; 0 on success, 2 on bad input."""
     name = "minigpt explore"
     if args.static is not None and args.prompt is None:
@@ -96,7 +51,7 @@ def run(args) -> int:
         explorer = load_explorer(args.ckpt)
         if args.static is not None:
             out = Path(args.static)
-            _write_static(explorer, args.prompt, out, args.force)
+            write_static(explorer, args.prompt, out, args.force)
             print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): open it in a browser, "
                   "no server or network needed")
             return 0
