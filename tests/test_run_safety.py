@@ -610,6 +610,34 @@ def test_out_may_not_be_the_working_directory_or_hold_it(tmp_path, corpus, monke
     assert (work / "notes.txt").read_text() == "keep me"
 
 
+def test_the_out_rule_is_exactly_the_working_directory_and_its_parents(tmp_path, monkeypatch):
+    """Any relative --out made of '.', '..', '' and names, from a working directory two levels
+    down: refused exactly when it resolves to the working directory or a folder holding it."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from minigpt.runfolder import RunFolderError, check_out_path
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(work)
+
+    @settings(max_examples=100, deadline=None, derandomize=True)
+    @given(st.lists(st.sampled_from([".", "..", "", "b", "run", "x"]), max_size=6))
+    def check(parts):
+        out = os.path.join(*parts) if parts else ""
+        real = Path(os.path.realpath(out))
+        refused = real == work or real in work.parents
+        try:
+            check_out_path(out)
+        except RunFolderError as e:
+            assert refused, (out, str(e))
+            assert "working directory" in str(e) or "root folder" in str(e)
+        else:
+            assert not refused, out
+    check()
+
+
 def test_out_empty_on_the_command_line_is_a_short_error(tmp_path, corpus):
     (tmp_path / "notes.txt").write_text("keep me")
     r = subprocess.run([sys.executable, "-m", "minigpt", "pretrain", "--data", str(corpus),
