@@ -34,8 +34,9 @@ tested in tests/test_run_safety.py (run-folder cases) or tests/test_checkpoint.p
    metrics.jsonl and what else it wrote stay in the folder; the next start there keeps them
    beside as `NAME.unfinished-YYYYmmdd-HHMMSS/` and starts over (under --force, the old run
    comes back and the new run's recorded steps go to `NAME.unfinished-...`). After the first
-   checkpoint, and on --resume, nothing is removed. Files with recorded steps or a checkpoint
-   are never deleted by minigpt.
+   checkpoint, and on --resume, nothing is removed. minigpt deletes a run's files only to
+   replace them by newer ones (a checkpoint by the next; on --resume, the metrics rows after
+   the checkpoint's step, which the resumed run trains again), never because a run stopped.
 6. The crash-proof swap. A checkpoint is written into a fresh temporary folder, fsynced, and
    swapped in by renames; at every instant after the first save (also after two crashes in a
    row) a complete checkpoint exists under `ckpt`, `.ckpt.old` or a finished `.ckpt.tmp*`,

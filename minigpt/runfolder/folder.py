@@ -22,8 +22,8 @@ What is kept, and where (NAME is the folder's name; <date-time> is YYYYmmdd-HHMM
   wrote stays in the folder (metrics.jsonl above all), and the next start in that folder keeps
   it beside as `NAME.unfinished-<date-time>/` before it starts over. Under --force, the old run
   comes back and the new run's recorded steps go to `NAME.unfinished-<date-time>/`.
-- nothing is ever deleted that held a recorded step or a checkpoint; delete the kept folders
-  by hand when they are no longer needed.
+- nothing that holds a recorded step or a checkpoint is deleted because a run stopped (only
+  replaced by newer ones); delete the kept folders by hand when they are no longer needed.
 """
 from __future__ import annotations
 
