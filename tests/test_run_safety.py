@@ -722,6 +722,17 @@ def test_a_put_back_killed_while_keeping_the_new_steps_is_finished_in_the_same_f
     assert list(tmp_path.glob("old.unfinished-*")) == [keep]
 
 
+def test_a_folder_named_like_a_start_file_is_not_an_unfinished_start(tmp_path, corpus):
+    """Only files count as what a start writes: a user's folder named metrics.jsonl makes the
+    folder a run to protect (refused without --force), never deleted as an unfinished start."""
+    out = tmp_path / "run"
+    (out / "metrics.jsonl").mkdir(parents=True)
+    (out / "metrics.jsonl" / "notes.txt").write_text("keep me")
+    with pytest.raises(TrainingError, match="already exists"):
+        pretrain(tiny(corpus, out), progress=False, log=quiet)
+    assert (out / "metrics.jsonl" / "notes.txt").read_text() == "keep me"
+
+
 def test_sample_and_eval_find_the_old_run_after_a_force_start_is_killed(tmp_path, corpus):
     """Issue 24, 3: killed during --force before its first checkpoint, the old run waits in
     .previous-run/ until the next start; sample and eval used to say "no checkpoint"."""

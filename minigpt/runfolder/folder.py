@@ -148,8 +148,8 @@ class RunDirectory:
                 os.path.lexists(self.path / PREVIOUS_RUN):
             return False
         return all(not p.is_symlink() and (
-            p.name in _START_ARTIFACTS or p.name.startswith((f".{CHECKPOINT}.tmp",
-                                                             f".{CHECKPOINT}.trash")) or
+            (p.name in _START_ARTIFACTS and p.is_file()) or
+            p.name.startswith((f".{CHECKPOINT}.tmp", f".{CHECKPOINT}.trash")) or
             (p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file()))
             for p in self._entries())
 
