@@ -5,6 +5,8 @@
     python benchmarks/bench_cpu.py --threads 1             # one thread each
     python benchmarks/bench_cpu.py --compare HEAD~5        # also that commit's minigpt, side by side
     python benchmarks/bench_cpu.py --impls minigpt,minigpt_reference   # tuned vs readable ops
+    python benchmarks/bench_cpu.py --configs small --impls minigpt,minigpt/1t,torch_eager,torch_eager/1t
+                                                           # 1 -> 2 threads, both libraries, one run
 
 Only a run on an idle machine is a result: a load average above 0.5 at the start prints
 "machine busy: not a result" above the table, and every config reports the load average before
@@ -25,6 +27,10 @@ starting from minigpt's initial weights and training on the same batches with dr
   minigpt_reference  this repository with the readable reference ops (MINIGPT_OPS=reference)
   minigpt@REV  another commit of minigpt (a git worktree made by --compare REV), to show that a
                change made nothing slower: same process layout, same batches
+  NAME/Nt      any of the above with N threads (OMP, OpenBLAS, MKL and minigpt's pool) in its
+               process, whatever --threads says: thread scaling from one interleaved run. The
+               ratio of minigpt/1t is minigpt's speed-up from 1 thread to the default; PyTorch's
+               is ratio(torch_eager/1t) / ratio(torch_eager)
 
 Method: the driver asks each process for one step at a time, round-robin, the order reversed
 every round, so that a change in the machine's load hits every implementation alike; the
@@ -68,13 +74,26 @@ IDLE_LOAD = 0.5  # load average above which a measurement is not a result
 COMPARE_ROOTS: dict[str, Path] = {}  # "minigpt@REV" -> a worktree of REV (filled by --compare)
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIGPT_NUM_THREADS")
+
+
+def split_threads(impl: str) -> tuple[str, int | None]:
+    """"minigpt/1t" -> ("minigpt", 1); a name without a /Nt suffix -> (name, None)."""
+    base, sep, tail = impl.rpartition("/")
+    if sep and tail.endswith("t") and tail[:-1].isdigit() and int(tail[:-1]) > 0:
+        return base, int(tail[:-1])
+    return impl, None
+
+
 def worker_command(impl: str) -> tuple[str, dict]:
     """(the worker's implementation name, environment overrides) for an entry of --impls."""
+    impl, threads = split_threads(impl)
+    env = {var: str(threads) for var in THREAD_VARS} if threads else {}
     if impl == "minigpt_reference":
-        return "minigpt", {"MINIGPT_OPS": "reference"}
+        return "minigpt", {"MINIGPT_OPS": "reference", **env}
     if impl in COMPARE_ROOTS:
-        return "minigpt", {"MINIGPT_BENCH_ROOT": str(COMPARE_ROOTS[impl]), "MINIGPT_OPS": ""}
-    return impl, {}
+        return "minigpt", {"MINIGPT_BENCH_ROOT": str(COMPARE_ROOTS[impl]), "MINIGPT_OPS": "", **env}
+    return impl, env
 
 
 def add_worktree(rev: str) -> str:
