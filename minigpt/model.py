@@ -197,10 +197,13 @@ class KVCache:
     `length` positions are filled. A new token's keys and values are written in place: no
     concatenation, whose copy of the whole cache per token grew with the text."""
 
-    def __init__(self, config: "GPTConfig", batch: int = 1, xp=np):
+    def __init__(self, config: "GPTConfig", batch: int = 1, xp=np, dtype=None):
+        """dtype: the model's weights' (default config.dtype; a model cast with astype() has
+        another, and GPT.decode refuses a cache that would round its keys)."""
         shape = (config.n_layer, batch, config.n_head, config.n_ctx, config.n_embd // config.n_head)
-        self.k = xp.empty(shape, dtype=np.dtype(config.dtype))  # (L, B, nh, n_ctx, hs)
-        self.v = xp.empty(shape, dtype=np.dtype(config.dtype))
+        dtype = np.dtype(config.dtype if dtype is None else dtype)
+        self.k = xp.empty(shape, dtype=dtype)  # (L, B, nh, n_ctx, hs)
+        self.v = xp.empty(shape, dtype=dtype)
         self.length = 0
 
     @property
@@ -387,6 +390,9 @@ class GPT(Module):
         if idx.shape[0] != cache.batch:
             raise ValueError(f"GPT.decode: {idx.shape[0]} sequences for a cache of batch "
                              f"{cache.batch}; make a KVCache(config, batch={idx.shape[0]})")
+        if cache.k.dtype != self.tokens_embed.weight.dtype:
+            raise ValueError(f"GPT.decode: a {cache.k.dtype} cache for {self.tokens_embed.weight.dtype} "
+                             f"weights; make KVCache(config, dtype={str(self.tokens_embed.weight.dtype)!r})")
         xp = get_array_module(self.tokens_embed.weight.data)
         idx = xp.asarray(idx)
         T, past = idx.shape[1], cache.length

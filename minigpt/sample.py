@@ -88,7 +88,8 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0,
     was_training = model.training
     model.eval()
     new = []
-    cache = KVCache(model.config, batch=1, xp=xp) if use_cache and max_new_tokens else None
+    cache = (KVCache(model.config, batch=1, xp=xp, dtype=model.tokens_embed.weight.dtype)
+             if use_cache and max_new_tokens else None)
     try:
         with no_grad():
             for _ in range(max_new_tokens):

@@ -185,3 +185,17 @@ def test_next_token_probabilities_is_what_pick_token_draws_from():
     expected = [int(np.random.default_rng(s).choice(5, p=p)) for s in range(50)]
     assert draws == expected
     assert np.array_equal(next_token_probabilities(logits, 0.0), np.eye(5)[4])
+
+
+def test_decode_follows_a_model_cast_to_float64():
+    """model.astype(float64) leaves config.dtype as it was: generate's cache follows the
+    weights (a float32 cache would round every key), and decode refuses a mismatched one."""
+    from minigpt.model import KVCache
+    m = model().astype(np.float64)
+    assert m.config.dtype == "float32"
+    a = generate(m, [1, 2, 3], 12, temperature=0.0)
+    assert a == generate(m, [1, 2, 3], 12, temperature=0.0, use_cache=False)
+    with pytest.raises(ValueError, match="float32 cache for float64 weights"):
+        m.decode(np.array([[1]]), KVCache(m.config))
+    logits = m.decode(np.array([[1, 2]]), KVCache(m.config, dtype=np.float64))
+    assert logits.dtype == np.float64
