@@ -340,5 +340,7 @@ def test_prepared_folder_trains_like_the_file(tmp_path, kind):
     from_file = run(path, "file", 6)
     assert run(tmp_path / "prep", "folder", 6) == from_file
     run(tmp_path / "prep", "resumed", 3)
-    assert run(tmp_path / "prep", "resumed", 6, resume=True) == from_file
+    resumed = run(tmp_path / "prep", "resumed", 6, resume=True)
+    resumed[2].pop("val_loss")       # the 3-step run evaluated at its last step, 3
+    assert resumed == from_file
     assert len({r["loss"] for r in from_file}) > 1
