@@ -166,3 +166,40 @@ def test_release_notebook_raises_where_the_student_writes():
     out, _ = release_source(cell, "t.ipynb cell 0", "05", with_solutions=True)
     exec(out, ns)
     assert ns["f"](3) == 9
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_figures_are_drawn_at_a_readable_resolution(src):
+    """A notebook that plots sets matplotlib's figure.dpi to at least 110 (72 blurs on a code
+    host), and every committed figure is a PNG at least 300 pixels wide."""
+    import base64
+    import re
+    import struct
+    text = src.read_text(encoding="utf-8")
+    if "matplotlib" not in text:
+        return
+    dpi = [int(m) for m in re.findall(r'rcParams\["figure\.dpi"\]\s*=\s*(\d+)', text)]
+    assert dpi and min(dpi) >= 110, f"{src.name}: set plt.rcParams['figure.dpi'] >= 110"
+    committed = nbformat.read(build.notebook_path(src), as_version=4)
+    for cell in committed.cells:
+        for o in cell.get("outputs", []):
+            png = o.get("data", {}).get("image/png")
+            if png:
+                width = struct.unpack(">I", base64.b64decode(png)[16:20])[0]
+                assert width >= 300, f"{src.name}: a figure only {width} pixels wide"
+
+
+def test_released_notebook_stops_at_the_first_todo(tmp_path):
+    """Executed as a student gets it, notebook 12 runs up to its first exercise and stops there
+    with the TODO's message (the committed one, with solutions, runs clean: see above)."""
+    from nbclient.exceptions import CellExecutionError
+    from minigpt.assignments.notebooks import release_notebook
+    src = next(s for s in SOURCES if s.name.startswith("12_"))
+    raw = nbformat.read(build.notebook_path(src), as_version=4)
+    released, n = release_notebook(nbformat.from_dict(raw), build.notebook_path(src).name, False)
+    assert n >= 5
+    nb = nbformat.from_dict(released)
+    with pytest.raises(CellExecutionError) as stopped:
+        build.execute(nb, tmp_path, timeout=int(2 * BUDGET_S))
+    assert stopped.value.ename == "NotImplementedError"
+    assert stopped.value.evalue.startswith("12: dlogits")
