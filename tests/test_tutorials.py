@@ -96,6 +96,10 @@ def test_output_comparison_rule():
     assert build.same_text("[1.0  2.5]\n", "[1.0 2.5]")
     assert build.same_text("loss 2.00001", "loss 2.00002")
     assert not build.same_text("loss 1.234", "loss 1.240")
+    assert build.same_text("|dq| 4.21e-07", "|dq| 4.22e-07")   # the last digit's rounding flip
+    assert not build.same_text("|dq| 4.21e-07", "|dq| 4.25e-07")
+    assert build.same_text("0.063", "0.064") and not build.same_text("0.063", "0.066")
+    assert not build.same_text("28 of 28 zero", "27 of 28 zero")  # integers are exact
     assert not build.same_text("causal: True", "causal: False")
     assert not build.same_text("3 tokens", "3 tokens more")
     assert build.wall_clock_lines_in("took 0.18 s") and build.wall_clock_lines_in("12.5 ms per step")

@@ -72,11 +72,13 @@ def cells_of(nb) -> list[tuple[str, str]]:
 
 # Comparing a committed notebook's text outputs with a fresh run's. The committed build and a
 # fresh run on the same machine print the same text; another machine's BLAS may change the last
-# digits of a sum. So the text outside numbers (whitespace runs collapsed: NumPy pads array
-# columns to their widest number) must be equal, and numbers must agree to a relative 1e-3;
-# numbers of magnitude below 1e-9 are roundoff ("max |a - b| = 2.2e-16") and all count as equal.
-# Images are not compared (their bytes change with the matplotlib version); their text/plain
-# ("<Figure size 600x350 with 1 Axes>") is.
+# bits of a sum, and so the last printed digit of a number that sat on a rounding boundary. So:
+# the text outside numbers must be equal (whitespace runs collapsed: NumPy pads array columns
+# to their widest number); integers must be equal; a number with a decimal point or an
+# exponent may differ by a relative 1e-3 or by one unit of its last printed digit ("4.21e-07"
+# vs "4.22e-07"); numbers of magnitude below 1e-9 are roundoff ("max |a - b| = 2.2e-16") and
+# all count as equal. Images are not compared (their bytes change with the matplotlib
+# version); their text/plain ("<Figure size 600x350 with 1 Axes>") is.
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 REL_TOL, ROUNDOFF = 1e-3, 1e-9
 # a wall-clock reading ("took 0.12 s", "1.3 ms"): never printed, it cannot match a fresh run
@@ -102,11 +104,21 @@ def text_outputs(nb) -> list[str]:
     return out
 
 
+def _last_digit(token: str) -> float:
+    """The value of one unit in the last printed digit: "4.21e-07" -> 1e-09, "0.063" -> 0.001."""
+    mantissa, _, exponent = token.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
 def _numbers_agree(a: str, b: str) -> bool:
+    if not any(c in t for t in (a, b) for c in ".eE"):
+        return int(a) == int(b)                          # integers: counts, sizes, steps
     x, y = float(a), float(b)
     if abs(x) < ROUNDOFF and abs(y) < ROUNDOFF:
         return True
-    return abs(x - y) <= REL_TOL * max(abs(x), abs(y))
+    slack = 1.5 * max(_last_digit(a), _last_digit(b))    # a rounding flip of the last digit
+    return abs(x - y) <= max(REL_TOL * max(abs(x), abs(y)), slack)
 
 
 def same_text(committed: str, fresh: str) -> bool:
