@@ -1,7 +1,7 @@
 """Writing files so that a crash never leaves half of one, with the modes the user's umask gives.
 
     atomic_write_text(path, text)            a temporary file beside `path`, fsynced, then a
-                                             rename: a reader sees the old file or the new one
+    atomic_write_bytes(path, data)           rename: a reader sees the old file or the new one
     make_temporary_directory(parent, prefix) a new, empty `parent/PREFIXxxxxxxxxxxx`
     create_temporary_file(parent, prefix, suffix)   a new file, opened for writing
     fsync_directory(path)                    make a folder's renames durable
@@ -20,7 +20,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "make_temporary_directory", "create_temporary_file",
+__all__ = ["atomic_write_text", "atomic_write_bytes", "make_temporary_directory", "create_temporary_file",
            "fsync_directory"]
 
 _ATTEMPTS = 100
@@ -51,15 +51,15 @@ def create_temporary_file(parent, prefix: str, suffix: str = ""):
     raise FileExistsError(f"could not create a temporary file {prefix}*{suffix} in {parent}")
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write `text` (UTF-8, "\\n" line ends) to `path` through a temporary file beside it and
-    a rename: a reader (or a crash) sees the old file or the new one, never a mix. A link at
-    `path` is replaced by the file, never written through."""
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file beside it and a rename: a reader (or a
+    crash) sees the old file or the new one, never a mix. A link at `path` is replaced by the
+    file, never written through."""
     path = Path(path)
     fd, tmp = create_temporary_file(path.parent, f".{path.name}.", ".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -69,6 +69,11 @@ def atomic_write_text(path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """atomic_write_bytes of `text` in UTF-8 with "\n" line ends."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def fsync_directory(path) -> None:

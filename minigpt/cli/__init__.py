@@ -22,6 +22,7 @@ import sys
 
 from ..assignments.cli import add_commands as add_assignments_commands
 from ..training import CheckpointError, TrainingError
+from ..untrusted import cut
 from . import demo, explore, finetune, prepare, pretrain, sample, trace
 from . import eval as eval_command  # (the module of `minigpt eval`, not Python's eval)
 from .sample import load_for_inference
@@ -50,6 +51,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except (TrainingError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"minigpt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the command reads or writes: too long a name, a full disk...
+        where = f": {cut(str(e.filename))}" if e.filename else ""
+        print(f"minigpt {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: no traceback
         print(f"\nminigpt {args.command}: interrupted", file=sys.stderr)

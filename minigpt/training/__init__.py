@@ -5,7 +5,9 @@
     run.py         what both loops call: Run (metrics, progress bar, Ctrl-C, the first checkpoint
                    note to the run folder) and check_finite (the NaN/inf stop)
     heads.py       the task heads on GPT-1's last hidden states, and TaskModel
-    checkpoint.py  checkpoint directories: save, load, the crash-proof swap, leftover cleanup
+    checkpoint.py  a checkpoint's contents (weights, config, tokenizer, Adam state, state.json):
+                   save_checkpoint writes them through minigpt.runfolder's crash-proof swap,
+                   load_checkpoint reads them back, every file checked before use
 """
 from ..runfolder import (CheckpointError, clean_leftovers, find_checkpoint, replace_directory,
                          resolve_checkpoint)

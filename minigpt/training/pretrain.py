@@ -26,6 +26,7 @@ sampling), so a run stopped and resumed follows the uninterrupted run's loss cur
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ import numpy as np
 from .. import data
 from .. import random as mgrandom
 from ..autograd import no_grad
+from ..fileio import atomic_write_bytes
 from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive_float,
                       positive_int, setting, short_list)
 from ..model import GPT, PRESETS, GPTConfig
@@ -339,8 +341,10 @@ def plot_losses(run_dir, out_png=None) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out_png)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    atomic_write_bytes(out_png, png.getvalue())  # a link at loss.png is replaced, not followed
     return out_png
 
 
