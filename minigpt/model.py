@@ -171,24 +171,23 @@ PRESETS = {
 }
 
 
-def chosen(op: str, *arrays, memo: dict | None = None, **options):
+def chosen(op: str, *arrays, memo: dict | None = None, site: str = "", **options):
     """dispatch.choose(op, *arrays, **options), remembered in `memo` (a dict kept for one pass,
-    GPT.decode's) by op and input shapes: the choice is made once per pass, not once per
-    layer (the mode and the registry cannot change within a pass, and choose() costs as much
-    as an op on one token)."""
+    GPT.decode's) under `site`, the call site (one op on one set of input shapes within the
+    pass): the choice is made once per site and pass, not once per layer. The mode and the
+    registry cannot change within a pass, and choose() costs as much as a small op."""
     if memo is None:
         return dispatch.choose(op, *arrays, **options)
-    key = (op, *(a.shape for a in arrays))
-    impl = memo.get(key)
+    impl = memo.get(site)
     if impl is None:
-        impl = memo[key] = dispatch.choose(op, *arrays, **options)
+        impl = memo[site] = dispatch.choose(op, *arrays, **options)
     return impl
 
 
-def forward_only(op: str, *arrays, memo: dict | None = None, **options):
+def forward_only(op: str, *arrays, memo: dict | None = None, site: str = "", **options):
     """The implementation of `op` that minigpt.dispatch picks for these arrays (the same one
     F.<op> would run; see chosen), run on plain arrays with no graph (Function.run_forward)."""
-    return chosen(op, *arrays, memo=memo, **options).run_forward(*arrays, **options)
+    return chosen(op, *arrays, memo=memo, site=site, **options).run_forward(*arrays, **options)
 
 
 class KVCache:
@@ -248,15 +247,17 @@ class Attention(Module):
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         qkv = forward_only("linear", x, self.c_attn.weight.data, self.c_attn.bias.data,
-                           memo=memo)  # (B, T, 3C)
+                           memo=memo, site="attn.c_attn")  # (B, T, 3C)
         qkv = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         Tk = past + T
         k_cache[:, :, past:Tk] = qkv[1]  # (B, nh, T, hs) appended in place
         v_cache[:, :, past:Tk] = qkv[2]
         y = forward_only("attention", qkv[0], k_cache[:, :, :Tk], v_cache[:, :, :Tk], causal=True,
-                         padding_mask=None, dropout_p=0.0, rng=None, memo=memo)  # (B, nh, T, hs)
+                         padding_mask=None, dropout_p=0.0, rng=None, memo=memo,
+                         site="attn")  # (B, nh, T, hs)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
-        return forward_only("linear", y, self.c_proj.weight.data, self.c_proj.bias.data, memo=memo)
+        return forward_only("linear", y, self.c_proj.weight.data, self.c_proj.bias.data,
+                            memo=memo, site="attn.c_proj")
 
 
 class MLP(Module):
@@ -277,12 +278,14 @@ class MLP(Module):
     def decode(self, x, memo=None):
         """forward() on arrays for GPT.decode (no dropout)."""
         w, b = self.c_fc.weight.data, self.c_fc.bias.data
-        fused = chosen("linear_gelu", x, w, b, memo=memo)
+        fused = chosen("linear_gelu", x, w, b, memo=memo, site="mlp.linear_gelu")
         if isinstance(fused, type) and issubclass(fused, Function):  # one op (the GPU kernel)
             h = fused.run_forward(x, w, b)
         else:  # the reference linear_gelu: linear, then gelu, each dispatched on its own
-            h = forward_only("gelu", forward_only("linear", x, w, b, memo=memo), memo=memo)
-        return forward_only("linear", h, self.c_proj.weight.data, self.c_proj.bias.data, memo=memo)
+            h = forward_only("linear", x, w, b, memo=memo, site="mlp.c_fc")
+            h = forward_only("gelu", h, memo=memo, site="mlp.gelu")
+        return forward_only("linear", h, self.c_proj.weight.data, self.c_proj.bias.data,
+                            memo=memo, site="mlp.c_proj")
 
 
 class Block(Module):
@@ -306,11 +309,11 @@ class Block(Module):
         a = self.attn.decode(x, k_cache, v_cache, past, memo)
         a += x  # (B, T, C)
         n = forward_only("layer_norm", a, self.ln_1.weight.data, self.ln_1.bias.data,
-                         eps=self.ln_1.eps, memo=memo)
+                         eps=self.ln_1.eps, memo=memo, site="ln")
         m = self.mlp.decode(n, memo)
         m += n
         return forward_only("layer_norm", m, self.ln_2.weight.data, self.ln_2.bias.data,
-                            eps=self.ln_2.eps, memo=memo)
+                            eps=self.ln_2.eps, memo=memo, site="ln")
 
 
 class GPT(Module):
@@ -396,14 +399,15 @@ class GPT(Module):
         xp = get_array_module(self.tokens_embed.weight.data)
         idx = xp.asarray(idx)
         T, past = idx.shape[1], cache.length
-        memo = {}  # op and shapes -> the implementation, chosen once for this pass
-        h = forward_only("embedding", self.tokens_embed.weight.data, idx=idx, memo=memo)  # (B, T, C)
+        memo = {}  # call site -> the implementation, chosen once for this pass
+        h = forward_only("embedding", self.tokens_embed.weight.data, idx=idx, memo=memo,
+                         site="embedding")  # (B, T, C)
         h = h + self.positions_embed.weight.data[past:past + T]  # + (T, C)
         for i, block in enumerate(self.h):
             h = block.decode(h, cache.k[i], cache.v[i], past, memo)
         cache.length = past + T
         return forward_only("linear", h[:, -1], self.tokens_embed.weight.data.T,
-                            memo=memo)  # (B, C) @ (C, V)
+                            memo=memo, site="lm_head")  # (B, C) @ (C, V)
 
     def lm_logits(self, h: Tensor) -> Tensor:
         """logits = h @ W_e^T: the token embedding doubles as the output layer (tied)."""

@@ -62,11 +62,13 @@ class FastAttention(Function):
             if add_mask is not None:  # additive mask: (Tq, Tk) or (B, 1, Tq, Tk)
                 Sh += add_mask if add_mask.ndim == 2 or by_heads else add_mask[s]
             m = Sh.max(axis=-1, keepdims=True)  # (B, h, Tq, 1)
-            m[~xp.isfinite(m)] = 0  # fully masked rows: exp(-inf - 0) = 0 everywhere
+            if add_mask is not None:
+                m[~xp.isfinite(m)] = 0  # fully masked rows: exp(-inf - 0) = 0 everywhere
             Sh -= m
             xp.exp(Sh, out=Sh)  # unnormalised probabilities
             den = Sh @ ones  # row sums as a matvec: (B, h, Tq)
-            den[den == 0] = 1  # rows with no visible key stay all zeros
+            if add_mask is not None:
+                den[den == 0] = 1  # rows with no visible key stay all zeros
             Sh *= (dt(1.0) / den)[..., None]  # P
             xp.matmul(Sh if D is None else Sh * D[h], v[h], out=O[h])  # (Tq, Tk) @ (Tk, hs)
 
