@@ -41,10 +41,12 @@ def matmul_rows(a, b, bias=None, tokens=None):
     whole, on its own threads: there the product is memory-bound and OpenBLAS's quick
     hand-off wins. Many tokens are split whatever N is (dW of a narrow layer has few rows
     but a long reduction, which OpenBLAS's threads run 20x slower than our blocks)."""
-    xp = get_array_module(a)
     if (a.shape[0] if tokens is None else tokens) < ROWS_MIN:
         out = a @ b  # (N, K) @ (K, M)
-        return out if bias is None else xp.add(out, bias, out=out)
+        if bias is not None:
+            out += bias
+        return out
+    xp = get_array_module(a)
     out = xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)  # (N, M)
 
     def rows(i):
