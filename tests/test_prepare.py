@@ -367,3 +367,23 @@ def test_batches_do_not_grow_resident_memory(tmp_path):
     for _ in range(300):
         data.train.get_batch(32, 64, rng)
     assert _rss_file_kb() - before < 1024
+
+
+def test_command_line(tmp_path, capsys):
+    """`minigpt prepare` writes the folder and says how to train on it; a bad input is one
+    line `minigpt prepare: error: ...` with exit status 2; a bad range is a parse error."""
+    from minigpt.cli import main
+    write_corpus(tmp_path / "in", n_files=3, n_words=100)
+    assert main(["prepare", "--data", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
+                 "--tokenizer", "bpe", "--vocab-size", "80", "--workers", "1",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "bpe tokenizer" in out and f"minigpt pretrain --data {tmp_path / 'o'}" in out
+    assert open_prepared(tmp_path / "o").tokenizer().vocab_size <= 80
+    (tmp_path / "empty").mkdir()
+    assert main(["prepare", "--data", str(tmp_path / "empty"), "--out",
+                 str(tmp_path / "o2")]) == 2
+    assert "minigpt prepare: error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["prepare", "--data", "x", "--out", "y", "--val-fraction", "1"])
+    assert e.value.code == 2
