@@ -387,3 +387,21 @@ def test_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["prepare", "--data", "x", "--out", "y", "--val-fraction", "1"])
     assert e.value.code == 2
+
+
+def test_split_text_reads_the_split_again(tmp_path):
+    """split_text gives back the text whose ids the split holds (for eval's character count);
+    a changed input file is an error."""
+    from minigpt.data.prepare import split_text
+    path = tmp_path / "one.txt"
+    path.write_text(make_text(np.random.default_rng(4), 1500), encoding="utf-8", newline="")
+    prepare([path], tmp_path / "p", **SMALL)
+    corpus = load_corpus(str(path))
+    assert split_text(tmp_path / "p", "val") == corpus.val
+    assert split_text(tmp_path / "p", "train", max_chars=100) == corpus.train[:100]
+    tok = open_prepared(tmp_path / "p").tokenizer()
+    np.testing.assert_array_equal(split_ids(tmp_path / "p", "val"),
+                                  tok.encode(split_text(tmp_path / "p", "val")))
+    path.write_text("changed", encoding="utf-8")
+    with pytest.raises(PrepareError, match="changed since"):
+        split_text(tmp_path / "p")

@@ -63,7 +63,7 @@ from ..fileio import (atomic_write_text, create_temporary_file, fsync_directory,
 from ..tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 from ..tokenizers.fast_encode import array_encoder
 
-__all__ = ["prepare", "PrepareError", "PrepareResult", "discover_files", "INDEX_FILE",
+__all__ = ["prepare", "PrepareError", "PrepareResult", "discover_files", "split_text", "INDEX_FILE",
            "PLAN_FILE", "TOKENIZER_DIR", "FORMAT", "VERSION", "shard_dtype", "THROTTLE_ENV"]
 
 INDEX_FILE = "index.json"
@@ -727,3 +727,35 @@ def _index(plan: dict, records: dict) -> dict:
             "windows": "a window never crosses a shard boundary; it may cross a document "
                        "boundary inside a shard",
             "signature": plan["signature"]}
+
+
+def split_text(folder, split: str = "val", max_chars: int | None = None) -> str:
+    """The text of a prepared folder's split (its first max_chars characters), read again
+    from the input files its plan.json names, as prepare read them: for `minigpt eval`, which
+    counts characters. An error if an input file changed since (size or date)."""
+    folder = Path(folder)
+    try:
+        plan = json.loads((folder / PLAN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise PrepareError(f"{folder / PLAN_FILE}: cannot read the plan ({e})") from None
+    if split not in plan["shards"]:
+        raise PrepareError(f"{folder} has no split {split!r} (it has "
+                           f"{', '.join(plan['shards'])})")
+    for path, size, mtime_ns in plan["signature"]["documents"]:
+        try:
+            st = Path(path).stat()
+        except OSError:
+            raise PrepareError(f"{path} (an input of {folder}) is gone; its text cannot be "
+                               f"read again") from None
+        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            raise PrepareError(f"{path} changed since {folder} was prepared; its text is not "
+                               f"the shards' any more")
+    errors = plan["signature"]["options"]["errors"]
+    parts, n = [], 0
+    for shard in plan["shards"][split]:
+        for block in shard["blocks"]:
+            parts.append(_block_text(block, errors))
+            n += len(parts[-1])
+            if max_chars is not None and n >= max_chars:
+                return "".join(parts)[:max_chars]
+    return "".join(parts)
