@@ -384,7 +384,7 @@ def test_reference_ops_on_cupy_equal_the_numpy_reference():
 
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("shape, n_split", [((2, 300, 64, 128), 4),  # (B, T, in, out): y twice
-                                            ((2, 300, 48, 20), 4),  # narrow: dW has < 64 rows
+                                            ((2, 1200, 48, 20), 4),  # narrow: dW has < 64 rows
                                             ((1, 3, 256, 6000), 0)])  # 3 tokens: all whole
 def test_linear_tiers_agree_on_blocks_split_over_threads(shape, n_split, transposed, monkeypatch):
     """Large enough for the products (y, dx, dW) to be split over two threads in blocks of

@@ -27,9 +27,20 @@ from ..autograd import Function
 from ..backend import get_array_module
 from .runtime import run_blocks_blas, sum_rows
 
-__all__ = ["FastLinear", "matmul_rows", "ROWS_MIN"]
+__all__ = ["FastLinear", "matmul_rows", "ROWS_MIN", "SMALL_PRODUCT", "MACS_PER_ELEMENT"]
 
 ROWS_MIN = 64  # fewer tokens: one BLAS call on OpenBLAS's own threads (see matmul_rows)
+# multiply-adds (N K M); a smaller product is one plain BLAS call too: OpenBLAS keeps
+# products this small on the calling thread (its threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD
+# = 4 by default, is 2x higher), so the BLAS thread switch would only cost time
+SMALL_PRODUCT = 1 << 17
+# runtime.in_parallel splits work of PARALLEL_MIN *elements* of a NumPy pass per block; a
+# multiply-add on BLAS is many times cheaper than such an element (~25-50 G/s per core
+# against ~1-2 G/s), so a product counts MACS_PER_ELEMENT multiply-adds as one element: it is
+# split only from 2 * PARALLEL_MIN * 8 = 2M multiply-adds. Counting each multiply-add as an
+# element split (256, 16) @ (16, 64) over two threads, and the hand-off made forward +
+# backward 3.6x slower than the reference (issue 26's sweep, loaded machine).
+MACS_PER_ELEMENT = 8
 
 
 def matmul_rows(a, b, bias=None, tokens=None):
@@ -41,7 +52,8 @@ def matmul_rows(a, b, bias=None, tokens=None):
     whole, on its own threads: there the product is memory-bound and OpenBLAS's quick
     hand-off wins. Many tokens are split whatever N is (dW of a narrow layer has few rows
     but a long reduction, which OpenBLAS's threads run 20x slower than our blocks)."""
-    if (a.shape[0] if tokens is None else tokens) < ROWS_MIN:
+    if ((a.shape[0] if tokens is None else tokens) < ROWS_MIN
+            or a.shape[0] * a.shape[1] * b.shape[1] < SMALL_PRODUCT):
         out = a @ b  # (N, K) @ (K, M)
         if bias is not None:
             out += bias
@@ -54,7 +66,7 @@ def matmul_rows(a, b, bias=None, tokens=None):
         if bias is not None:
             xp.add(out[i], bias, out=out[i])
 
-    run_blocks_blas(xp, rows, a.shape[0], a.shape[1] * b.shape[1])
+    run_blocks_blas(xp, rows, a.shape[0], max(1, a.shape[1] * b.shape[1] // MACS_PER_ELEMENT))
     return out
 
 
