@@ -10,7 +10,8 @@ The folder it writes (read back by shards.py):
     train-000000.bin ...  token ids, raw little-endian uint16 (vocabulary <= 65,536) or uint32
     val-000000.bin ...
     plan.json             the plan (inputs, options, which text goes in which shard): what a
-                          restarted `prepare` compares with and continues from
+                          restarted `prepare` compares with and continues from, and where
+                          `split_text` finds a split's text again (eval counts characters)
 
 How, in five steps, each bounded in memory (a worker holds one block of ~1 MB of text):
 
@@ -21,13 +22,16 @@ How, in five steps, each bounded in memory (a worker holds one block of ~1 MB of
    line end at or after t (else the first space within one block's length; else, for the char
    tokenizer only, the first character boundary), so a cut never splits a character or a
    word, and every cut depends on the bytes near it only: the same cuts whatever the worker
-   count or a restart. Workers read each block once: UTF-8 checked (an undecodable byte is an
-   error naming the file and byte offset, or U+FFFD with a warning under errors="replace"),
-   "\\r\\n" and "\\r" read as "\\n" (as `read_text_file` does), characters counted.
-3. The split, by document: a document is a file. With several files, round(n * F) of them
-   (at least one), evenly spread over the sorted list, are validation. A single file is one
-   document: its last max(1, n * F) characters are validation, the rule `pretrain --data FILE`
-   applies (`load_corpus`), so both see the same text.
+   count or a restart. A first pass (the workers, block by block) checks every block before
+   anything is written: UTF-8 (an undecodable byte is an error naming the file and byte
+   offset, or U+FFFD with a warning under errors="replace"), no NUL byte; "\\r\\n" and "\\r"
+   read as "\\n" (as `read_text_file` does); characters counted (and collected, for char).
+   Step 5 reads the text a second time: twice the reading, never the corpus in memory.
+3. The split, by document: a document is a file. With n files, max(1, round(n * F)) of them
+   (at least one must be left for training), evenly spread over the sorted list, are
+   validation. A single file is one document: its last max(1, n * F) characters are
+   validation, the rule `pretrain --data FILE` applies (`load_corpus`), so both see the same
+   text.
 4. The tokenizer: loaded (tokenizer_from: a run or checkpoint, a prepared folder, a tokenizer
    folder or GPT-1's released files) or learned: char from every character of the corpus
    (step 2 collects them), BPE from a bounded sample of the training text (sample_mb, evenly
@@ -50,6 +54,7 @@ import json
 import math
 import multiprocessing
 import os
+import queue as queue_module
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -460,7 +465,7 @@ class _Bar:
         while True:
             try:
                 self._add(*queue.get_nowait())
-            except Exception:
+            except queue_module.Empty:
                 break
 
     def drain_local(self) -> None:
@@ -674,6 +679,8 @@ def _write_shards(out: Path, plan: dict, opts: _Options, pool, queue, progress, 
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     dtype = plan["dtype"]
     itemsize = np.dtype(dtype).itemsize
+    _encoders.clear()     # a folder of the same name, prepared again in this process, may
+                          # hold another tokenizer
     done, todo = {}, []
     for split in ("train", "val"):
         for s in plan["shards"][split]:
