@@ -149,6 +149,11 @@ def test_tokenizer_from_and_rerun_is_a_no_op(tmp_path):
     assert again.index == first.index
     with pytest.raises(PrepareError, match="options differ: vocab_size"):
         prepare([tmp_path / "in"], tmp_path / "a", tokenizer="bpe", vocab_size=101, **SMALL)
+    r = prepare([tmp_path / "in"], tmp_path / "d", tokenizer_from=tmp_path / "a", **SMALL)
+    assert r.index["tokenizer_type"] == "bpe"      # the loaded kind, none given
+    with pytest.raises(PrepareError, match="keeps its own options"):
+        prepare([tmp_path / "in"], tmp_path / "e", tokenizer_from=tmp_path / "a",
+                bpe_keep_case=True, **SMALL)
     with pytest.raises(PrepareError, match="holds a bpe tokenizer"):
         prepare([tmp_path / "in"], tmp_path / "c", tokenizer="char",
                 tokenizer_from=tmp_path / "a", **SMALL)

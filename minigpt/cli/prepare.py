@@ -22,7 +22,9 @@ def add_commands(sub) -> None:
                    help="text files, folders (every *.txt below, sorted) or globs")
     p.add_argument("--out", required=True, help="the folder to write (new, or an unfinished "
                    "prepare of the same inputs to finish)")
-    p.add_argument("--tokenizer", choices=("char", "bpe"), default="char")
+    p.add_argument("--tokenizer", choices=("char", "bpe"), default=None,
+                   help="learn this kind (default char); with --tokenizer-from, the loaded "
+                   "one's kind")
     p.add_argument("--vocab-size", type=argparse_type(positive_int), default=1000,
                    help="BPE: the vocabulary's size (default 1000, as pretrain's)")
     p.add_argument("--bpe-keep-case", action="store_true",

@@ -307,13 +307,14 @@ class _Options:
     block_bytes: int
 
 
-def prepare(data, out, *, tokenizer: str = "char", vocab_size: int = 1000,
+def prepare(data, out, *, tokenizer: str | None = None, vocab_size: int = 1000,
             bpe_keep_case: bool = False, bpe_keep_newlines: bool = False,
             tokenizer_from=None, val_fraction: float = 0.1, workers: int = 1,
             errors: str = "strict", shard_mb: float = 64, sample_mb: float = 16,
             block_bytes: int = BLOCK_BYTES, progress: bool = True, log=None) -> PrepareResult:
     """Prepare `data` (paths: files, folders, globs) into the folder `out`; see the module
-    docstring. Returns the index (also in out/index.json). Rerun with the same arguments after
+    docstring. tokenizer: "char" (the default) or "bpe" to learn one; with tokenizer_from,
+    None takes whichever kind that holds (a kind given must match it). Returns the index (also in out/index.json). Rerun with the same arguments after
     a kill to finish the job; a folder already prepared from the same inputs is left as is."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     opts = _check_options(tokenizer, vocab_size, bpe_keep_case, bpe_keep_newlines,
@@ -370,7 +371,12 @@ def prepare(data, out, *, tokenizer: str = "char", vocab_size: int = 1000,
 
 def _check_options(tokenizer, vocab_size, keep_case, keep_newlines, tokenizer_from,
                    val_fraction, errors, shard_mb, sample_mb, workers, block_bytes) -> _Options:
-    if tokenizer not in ("char", "bpe"):
+    if tokenizer is None and tokenizer_from is None:
+        tokenizer = "char"
+    if tokenizer_from is not None and (keep_case or keep_newlines):
+        raise PrepareError("--bpe-keep-case and --bpe-keep-newlines shape a tokenizer being "
+                           "learned; a loaded one (--tokenizer-from) keeps its own options")
+    if tokenizer not in ("char", "bpe", None):
         raise PrepareError(f"tokenizer must be 'char' or 'bpe', got {tokenizer!r}")
     if tokenizer == "char" and (keep_case or keep_newlines):
         raise PrepareError("--bpe-keep-case and --bpe-keep-newlines are options of the BPE "
@@ -494,7 +500,7 @@ class _LocalQueue:
 
 def _make_plan(docs, opts: _Options, signature, pool, queue, progress, log) -> dict:
     """Steps 2-4: blocks (checked), the split, the tokenizer, the shards' contents."""
-    any_char = opts.tokenizer == "char"       # BPE text is cut between words only
+    any_char = opts.tokenizer == "char"       # BPE (or a kind not yet known): between words
     blocks = []                                 # (doc index, start, end)
     for i, d in enumerate(docs):
         blocks.extend((i, a, b) for a, b in _plan_blocks(Path(d["path"]), any_char,
@@ -647,7 +653,7 @@ def _load_tokenizer_from(path: Path, opts: _Options):
             raise PrepareError(f"--tokenizer-from {path}: the checkpoint {ckpt} has no "
                                f"tokenizer")
         tok = load_tokenizer(ckpt)
-    if tok.type_name != opts.tokenizer:
+    if opts.tokenizer is not None and tok.type_name != opts.tokenizer:
         raise PrepareError(f"--tokenizer-from {path} holds a {tok.type_name} tokenizer, but "
                            f"--tokenizer is {opts.tokenizer}")
     return tok
