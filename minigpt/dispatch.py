@@ -100,11 +100,10 @@ def _is_cupy(a) -> bool:
     return cupy is not None and isinstance(a, cupy.ndarray)
 
 
-def _library_fits(impl: str, arrays) -> bool:
+def _library_fits(impl: str, on_gpu: bool) -> bool:
     """"fast" takes NumPy arrays only, "cuda" CuPy arrays only, "reference" both."""
     if impl == "reference":
         return True
-    on_gpu = any(_is_cupy(a) for a in arrays)
     return on_gpu if impl == "cuda" else not on_gpu
 
 
@@ -113,9 +112,10 @@ def choose(op: str, *arrays, **options):
     impls = _REGISTRY.get(op)
     if not impls:
         raise KeyError(f"no implementation of op {op!r} is registered")
+    on_gpu = any(_is_cupy(a) for a in arrays)   # looked at once per call, not per implementation
     for impl in _PREFERENCE[config.ops]:
         entry = impls.get(impl)
-        if entry is None or not _library_fits(impl, arrays):
+        if entry is None or not _library_fits(impl, on_gpu):
             continue
         function_class, supports = entry
         if supports is None or supports(*arrays, **options):
