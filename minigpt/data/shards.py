@@ -132,7 +132,9 @@ class PreparedData:
         index_path = self.folder / INDEX_FILE
         if not index_path.is_file():
             hint = (" (an unfinished prepare: rerun the same `minigpt prepare` command to "
-                    "finish it)" if (self.folder / "plan.json").is_file() else "")
+                    "finish it)" if (self.folder / "plan.json").is_file() else
+                    f" (text files? turn them into one first: minigpt prepare --data "
+                    f"{self.folder} --out FOLDER)")
             raise ShardError(f"{self.folder} is not a prepared folder: no {INDEX_FILE}{hint}")
         try:
             index = json.loads(index_path.read_text(encoding="utf-8"))
