@@ -287,7 +287,7 @@ def test_one_shard_draws_get_batch_exactly():
     shards = TokenShards([ids])
     a, b = np.random.default_rng(7), np.random.default_rng(7)
     for _ in range(5):
-        x1, y1 = shards.get_batch(8, 16, a)
+        x1, y1 = get_batch(shards, 8, 16, a)    # data.get_batch hands TokenShards on
         x2, y2 = get_batch(ids, 8, 16, b)
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)

@@ -11,8 +11,11 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int,
     """`batch_size` random contiguous windows: x = data[s:s+T], y = data[s+1:s+T+1].
 
     Returns int64 arrays of shape (batch_size, block_size); every start s in
-    [0, len(data) - block_size - 1] is equally likely, drawn from `rng`.
+    [0, len(data) - block_size - 1] is equally likely, drawn from `rng`. `data` may also be
+    a prepared folder's TokenShards (shards.py), which draws its windows across its shards.
     """
+    if hasattr(data, "get_batch"):  # TokenShards: memory-mapped shards (minigpt prepare)
+        return data.get_batch(batch_size, block_size, rng)
     data = np.asarray(data)
     if data.ndim != 1:
         raise ValueError(f"data must be a 1-D array of token ids, got shape {data.shape}")

@@ -3,6 +3,7 @@
     data = open_prepared("data/books")         # index.json checked, shards memory-mapped
     data.tokenizer()                           # the tokenizer saved with them
     x, y = data.train.get_batch(32, 128, rng)  # (B, T) int64 each, y is x shifted by one
+    x, y = get_batch(data.train, 32, 128, rng) # the same: minigpt.data.get_batch takes shards
     data.verify()                              # every shard's sha256 against the index
 
 Nothing is read into memory up front: each shard is an `mmap` of its file (advised
@@ -35,8 +36,7 @@ from ..tokenizers import load_tokenizer
 from .batching import get_batch as get_batch_in_memory
 from .prepare import FORMAT, INDEX_FILE, TOKENIZER_DIR, VERSION
 
-__all__ = ["TokenShards", "PreparedData", "open_prepared", "is_prepared_folder", "get_batch",
-           "ShardError"]
+__all__ = ["TokenShards", "PreparedData", "open_prepared", "is_prepared_folder", "ShardError"]
 
 
 class ShardError(ValueError):
@@ -114,14 +114,6 @@ class TokenShards:
             mm = self.maps[int(i)]
             if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
                 mm.madvise(mmap.MADV_DONTNEED)
-
-
-def get_batch(tokens, batch_size: int, block_size: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A batch from ids in memory (a 1-D array: batching.get_batch) or from TokenShards."""
-    if isinstance(tokens, TokenShards):
-        return tokens.get_batch(batch_size, block_size, rng)
-    return get_batch_in_memory(tokens, batch_size, block_size, rng)
 
 
 class PreparedData:
