@@ -251,6 +251,11 @@ def test_bad_inputs_are_named(tmp_path):
     assert (tmp_path / "taken" / "mine.txt").read_text() == "keep me"
     with pytest.raises(PrepareError, match="options of the BPE"):
         prepare([good], tmp_path / "o", tokenizer="char", bpe_keep_case=True, **SMALL)
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 1, got 0"):
+        prepare([good], tmp_path / "o", vocab_size=0, **SMALL)   # PrepareConfig's rules
+    with pytest.raises(ValueError, match="unknown errors 'ignore'"):
+        prepare([good], tmp_path / "o", errors="ignore", **SMALL)
+    assert not (tmp_path / "o").exists()
 
 
 def test_bpe_cut_needs_a_space(tmp_path):

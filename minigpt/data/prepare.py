@@ -51,7 +51,6 @@ import concurrent.futures
 import glob
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import queue as queue_module
@@ -63,12 +62,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_fields, fraction, positive_float, positive_int, setting
 from ..fileio import (atomic_write_text, create_temporary_file, fsync_directory,
                       make_temporary_directory)
 from ..tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 from ..tokenizers.fast_encode import array_encoder
 
-__all__ = ["prepare", "PrepareError", "PrepareResult", "discover_files", "split_text", "INDEX_FILE",
+__all__ = ["prepare", "PrepareConfig", "PrepareError", "PrepareResult", "discover_files",
+           "split_text", "INDEX_FILE",
            "PLAN_FILE", "TOKENIZER_DIR", "FORMAT", "VERSION", "shard_dtype", "THROTTLE_ENV"]
 
 INDEX_FILE = "index.json"
@@ -294,32 +295,64 @@ def _sidecar(name: str) -> str:
 # ----------------------------------------------------------------------------- the driver
 
 @dataclass
-class _Options:
-    tokenizer: str
-    vocab_size: int
-    bpe_keep_case: bool
-    bpe_keep_newlines: bool
-    tokenizer_from: str | None
-    val_fraction: float
-    errors: str
-    shard_mb: float
-    sample_mb: float
-    block_bytes: int
+class PrepareConfig:
+    """The options of `prepare`, each declared once with its range and help text
+    (checks.setting): a value outside its range is a ValueError here, and `minigpt prepare`
+    has one option per field, generated from it (--vocab-size for vocab_size, ...)."""
+    tokenizer: str | None = setting(None, None, "learn this kind (default char); with "
+                                    "--tokenizer-from, the loaded one's kind",
+                                    choices=("char", "bpe"))
+    vocab_size: int = setting(1000, positive_int, "BPE: the vocabulary's size")
+    bpe_keep_case: bool = setting(False, None, "BPE keeps capitals and accents (GPT-1's "
+                                  "lowercases)")
+    bpe_keep_newlines: bool = setting(False, None, "BPE makes each newline a token (GPT-1's "
+                                      "reads it as a space)")
+    tokenizer_from: str | None = setting(None, None, "use this tokenizer instead of learning "
+                                         "one: a run or checkpoint, a prepared folder, a "
+                                         "tokenizer folder or GPT-1's released files",
+                                         metavar="PATH")
+    val_fraction: float = setting(0.1, fraction, "share of the files (documents) kept for "
+                                  "validation; one file: its last share of characters")
+    workers: int = setting(1, positive_int, "worker processes (the result does not depend on "
+                           "how many)")
+    errors: str = setting("strict", None, "a byte that is not UTF-8: an error naming file and "
+                          "offset (strict), or U+FFFD with a warning (replace)",
+                          choices=("strict", "replace"))
+    shard_mb: float = setting(64.0, positive_float, "text per shard, in MiB")
+    sample_mb: float = setting(16.0, positive_float, "BPE: the most training text it learns "
+                               "the merges from, in MiB")
+    block_bytes: int = setting(BLOCK_BYTES, positive_int, "the unit of text a worker reads, "
+                               "checks and encodes, in bytes")
+
+    def __post_init__(self):
+        check_fields(self)  # every field's range and choices
+        if self.tokenizer is None and self.tokenizer_from is None:
+            self.tokenizer = "char"
+        if self.tokenizer_from is not None:
+            if self.bpe_keep_case or self.bpe_keep_newlines:
+                raise PrepareError("--bpe-keep-case and --bpe-keep-newlines shape a tokenizer "
+                                   "being learned; a loaded one (--tokenizer-from) keeps its "
+                                   "own options")
+            self.tokenizer_from = str(Path(self.tokenizer_from).resolve())
+        if self.tokenizer == "char" and (self.bpe_keep_case or self.bpe_keep_newlines):
+            raise PrepareError("--bpe-keep-case and --bpe-keep-newlines are options of the BPE "
+                               "tokenizer (--tokenizer bpe); the char tokenizer keeps "
+                               "everything")
+
+    def signature_options(self) -> dict:
+        """What the output depends on: every option but the number of workers."""
+        return {k: v for k, v in asdict(self).items() if k != "workers"}
 
 
-def prepare(data, out, *, tokenizer: str | None = None, vocab_size: int = 1000,
-            bpe_keep_case: bool = False, bpe_keep_newlines: bool = False,
-            tokenizer_from=None, val_fraction: float = 0.1, workers: int = 1,
-            errors: str = "strict", shard_mb: float = 64, sample_mb: float = 16,
-            block_bytes: int = BLOCK_BYTES, progress: bool = True, log=None) -> PrepareResult:
+def prepare(data, out, *, progress: bool = True, log=None, **options) -> PrepareResult:
     """Prepare `data` (paths: files, folders, globs) into the folder `out`; see the module
-    docstring. tokenizer: "char" (the default) or "bpe" to learn one; with tokenizer_from,
-    None takes whichever kind that holds (a kind given must match it). Returns the index (also in out/index.json). Rerun with the same arguments after
-    a kill to finish the job; a folder already prepared from the same inputs is left as is."""
+    docstring. `options` are PrepareConfig's fields (tokenizer="bpe", vocab_size=2000,
+    workers=2, ...). Returns the index (also in out/index.json). Rerun with the same
+    arguments after a kill to finish the job; a folder already prepared from the same inputs
+    is left as is."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    opts = _check_options(tokenizer, vocab_size, bpe_keep_case, bpe_keep_newlines,
-                          tokenizer_from, val_fraction, errors, shard_mb, sample_mb, workers,
-                          block_bytes)
+    opts = PrepareConfig(**options)
+    workers = opts.workers
     out = Path(out)
     files = discover_files(data)
     notes, docs, skipped = [], [], []
@@ -333,7 +366,7 @@ def prepare(data, out, *, tokenizer: str | None = None, vocab_size: int = 1000,
     if not docs:
         raise PrepareError(f"no text: every input file is empty ({len(files)} file"
                            f"{'s' * (len(files) != 1)})")
-    signature = {"format": FORMAT, "version": VERSION, "options": asdict(opts),
+    signature = {"format": FORMAT, "version": VERSION, "options": opts.signature_options(),
                  "documents": [[d["path"], d["bytes"], d["mtime_ns"]] for d in docs]}
     state = _existing(out, signature)
     if state == "done":
@@ -367,37 +400,6 @@ def prepare(data, out, *, tokenizer: str | None = None, vocab_size: int = 1000,
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     return PrepareResult(out, index, resumed, notes)
-
-
-def _check_options(tokenizer, vocab_size, keep_case, keep_newlines, tokenizer_from,
-                   val_fraction, errors, shard_mb, sample_mb, workers, block_bytes) -> _Options:
-    if tokenizer is None and tokenizer_from is None:
-        tokenizer = "char"
-    if tokenizer_from is not None and (keep_case or keep_newlines):
-        raise PrepareError("--bpe-keep-case and --bpe-keep-newlines shape a tokenizer being "
-                           "learned; a loaded one (--tokenizer-from) keeps its own options")
-    if tokenizer not in ("char", "bpe", None):
-        raise PrepareError(f"tokenizer must be 'char' or 'bpe', got {tokenizer!r}")
-    if tokenizer == "char" and (keep_case or keep_newlines):
-        raise PrepareError("--bpe-keep-case and --bpe-keep-newlines are options of the BPE "
-                           "tokenizer (--tokenizer bpe); the char tokenizer keeps everything")
-    if not isinstance(vocab_size, int) or vocab_size < 1:
-        raise PrepareError(f"vocab_size must be an integer >= 1, got {vocab_size!r}")
-    if not 0 <= val_fraction < 1:
-        raise PrepareError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if errors not in ("strict", "replace"):
-        raise PrepareError(f"errors must be 'strict' or 'replace', got {errors!r}")
-    if not isinstance(workers, int) or workers < 1:
-        raise PrepareError(f"workers must be an integer >= 1, got {workers!r}")
-    for name, v in (("shard_mb", shard_mb), ("sample_mb", sample_mb)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise PrepareError(f"{name} must be a number > 0, got {v!r}")
-    if not isinstance(block_bytes, int) or block_bytes < 16:
-        raise PrepareError(f"block_bytes must be an integer >= 16, got {block_bytes!r}")
-    if tokenizer_from is not None:
-        tokenizer_from = str(Path(tokenizer_from).resolve())
-    return _Options(tokenizer, vocab_size, bool(keep_case), bool(keep_newlines), tokenizer_from,
-                    float(val_fraction), errors, float(shard_mb), float(sample_mb), block_bytes)
 
 
 def _existing(out: Path, signature: dict) -> str:
@@ -498,7 +500,7 @@ class _LocalQueue:
         self.bar.local.append(item)
 
 
-def _make_plan(docs, opts: _Options, signature, pool, queue, progress, log) -> dict:
+def _make_plan(docs, opts: PrepareConfig, signature, pool, queue, progress, log) -> dict:
     """Steps 2-4: blocks (checked), the split, the tokenizer, the shards' contents."""
     any_char = opts.tokenizer == "char"       # BPE (or a kind not yet known): between words
     blocks = []                                 # (doc index, start, end)
@@ -615,7 +617,7 @@ def _block_text(r, errors: str) -> str:
     return text
 
 
-def _sample_text(train_records, opts: _Options) -> tuple[str, int]:
+def _sample_text(train_records, opts: PrepareConfig) -> tuple[str, int]:
     """BPE's training text: all the training blocks when they fit in sample_mb, else evenly
     spread ones up to sample_mb (a block is whole words, so no word is cut)."""
     limit = opts.sample_mb * 2**20
@@ -632,7 +634,7 @@ def _sample_text(train_records, opts: _Options) -> tuple[str, int]:
         r["end"] - r["start"] for r in chosen)
 
 
-def _load_tokenizer_from(path: Path, opts: _Options):
+def _load_tokenizer_from(path: Path, opts: PrepareConfig):
     """A tokenizer folder, a prepared folder, a run or checkpoint folder, or GPT-1's files."""
     if not path.exists():
         raise PrepareError(f"--tokenizer-from {path}: no such file or folder")
@@ -678,7 +680,7 @@ def _leftovers(out: Path) -> list[Path]:
                 and p.name.endswith(".tmp")) or p.name.startswith(f".{TOKENIZER_DIR}.")]
 
 
-def _write_shards(out: Path, plan: dict, opts: _Options, pool, queue, progress, log):
+def _write_shards(out: Path, plan: dict, opts: PrepareConfig, pool, queue, progress, log):
     """Step 5, skipping the shards a killed run already finished; then index.json."""
     import shutil
     for p in _leftovers(out):
