@@ -4,8 +4,9 @@
 
 The folder it writes (read back by shards.py):
 
-    index.json            what is where: tokenizer, dtype, every shard with its token count and
-                          sha256, every input file and the split it went to
+    index.json            what is where: tokenizer, dtype, every shard with its token count,
+                          sha256 and documents ([document number, its first token in the
+                          shard], ...), every input file ("documents") and its split
     tokenizer/            the tokenizer (vocab.json, merges.txt, tokenizer_config.json)
     train-000000.bin ...  token ids, raw little-endian uint16 (vocabulary <= 65,536) or uint32
     val-000000.bin ...
