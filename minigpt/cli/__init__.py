@@ -9,7 +9,8 @@ options) and `cmd_<name>(args)` (what it does; returns the exit status).
     demo.py       minigpt demo        pretrain the demo model on Shakespeare and sample
     trace.py      minigpt trace       every op of one forward and backward pass
     explore.py    minigpt explore     a page that shows inside a trained model
-    options.py    the options of pretrain and finetune, generated from their config fields
+    options.py    the options of pretrain, finetune, prepare and demo, generated from their
+                  config fields
     (minigpt/assignments/cli.py: minigpt assignments list | release | grade)
 
 A bad argument is a parse error (exit status 2); a command's error is one line

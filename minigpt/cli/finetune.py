@@ -19,7 +19,8 @@ __all__ = ["add_commands", "cmd_finetune", "cmd_predict"]
 def add_commands(sub) -> None:
     p = sub.add_parser("finetune", help="fine-tune a pretrained model on a task (L2 + lambda*L1)")
     add_config_options(p, FinetuneConfig, required=("task", "data", "init", "out"))
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument("--force", action="store_true", help="start anew in an --out that holds a "
+                   "run (the old run is kept beside it as OUT.replaced-<date-time>/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_finetune)
 

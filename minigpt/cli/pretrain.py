@@ -21,7 +21,8 @@ def add_commands(sub) -> None:
     add_config_options(p, TrainConfig)
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly "
                    "(with its own settings; --steps and --snapshot-every may change)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument("--force", action="store_true", help="start anew in an --out that holds a "
+                   "run (the old run is kept beside it as OUT.replaced-<date-time>/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pretrain)
 

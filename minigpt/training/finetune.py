@@ -318,8 +318,9 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
             value = check_finite(loss, step, "Try a lower --lr.", what="update")
             opt.zero_grad()
             loss.backward()
-            # clip: opt.step() first scales every gradient so that their global norm is at
-            # most cfg.max_grad_norm, then makes Adam's update (optim.py)
+            # clip: opt.step() measures the global gradient norm, then each parameter's Adam
+            # update first scales its gradient so that the global norm is at most
+            # cfg.max_grad_norm (optim.py)
             opt.step()
             steps_done = step
 

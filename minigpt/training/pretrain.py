@@ -194,8 +194,9 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
             value = check_finite(loss, step, hint)   # NaN/inf: stop before the update
             opt.zero_grad()
             loss.backward()
-            # clip: opt.step() first scales every gradient so that their global norm is at
-            # most cfg.max_grad_norm, then makes Adam's update (optim.py)
+            # clip: opt.step() measures the global gradient norm, then each parameter's Adam
+            # update first scales its gradient so that the global norm is at most
+            # cfg.max_grad_norm (optim.py)
             opt.step()
             steps_done = step
 
@@ -422,7 +423,7 @@ def save_snapshot(snap_dir: Path, model: GPT, tokenizer, state: dict) -> None:
 
 
 def tidy_snapshots(snap_dir: Path, log) -> None:
-    """What a killed snapshot save left in snapshots/ (checkpoint.clean_leftovers for each
+    """What a killed snapshot save left in snapshots/ (minigpt.runfolder.clean_leftovers for each
     step: a finished temporary becomes the snapshot, partial ones go)."""
     for name in names_with_leftovers(snap_dir):
         clean_leftovers(snap_dir, name, log)

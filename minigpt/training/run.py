@@ -76,8 +76,8 @@ class Run:
     """One training run: its folder (a minigpt.runfolder.RunDirectory, or None for library use
     without files), Ctrl-C, the progress bar and metrics.jsonl. A context manager around the
     loop and the saves: the folder is taken (locked) on entering and released on leaving; an
-    exception before the first checkpoint leaves the folder as it was found
-    (RunDirectory.close)."""
+    exception before the first checkpoint leaves the folder as it was found, except for the
+    steps already recorded in metrics.jsonl (RunDirectory.close)."""
 
     def __init__(self, folder, *, progress: bool = True, append_metrics: bool = False):
         self.folder = folder
