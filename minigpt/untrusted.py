@@ -18,7 +18,6 @@ state files), MAX_DEPTH (32 levels of nested arrays/objects; minigpt's own files
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import re
 import stat
