@@ -6,6 +6,10 @@
 
 OpenAI's original release names the same two BPE files encoder_bpe_40000.json and
 vocab_40000.bpe (pretrained.py finds which layout a folder holds).
+
+Every file is checked before it is parsed (sizes, nesting, the number of vocabulary entries:
+the MAX_* ceilings below) and after (JSON types: a "lowercase" of "no" is an error, never
+true); errors name the file and the field, with long values cut (minigpt.untrusted).
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from ..untrusted import check_field, cut, json_type_name, read_json as read_untr
 
 __all__ = ["CONFIG_FILE", "VOCAB_FILE", "MERGES_FILE", "MERGES_HEADER", "UNK_TOKEN",
            "MAX_VOCAB_SIZE", "MAX_VOCAB_BYTES", "MAX_MERGES_BYTES", "MAX_TOKEN_CHARS",
-           "OPTION_TYPES", "read_text", "read_json", "read_vocab", "read_config", "check_config",
+           "MAX_CONFIG_BYTES", "OPTION_TYPES", "read_text", "read_json", "read_vocab", "read_config", "check_config",
            "read_merges", "bpe_options"]
 
 UNK_TOKEN = "<unk>"
@@ -30,6 +34,7 @@ MAX_VOCAB_SIZE = 2**20                 # tokens in vocab.json
 MAX_VOCAB_BYTES = 64 * 2**20           # size of vocab.json
 MAX_MERGES_BYTES = 64 * 2**20          # size of merges.txt
 MAX_TOKEN_CHARS = 10_000               # characters of one token in merges.txt
+MAX_CONFIG_BYTES = 2**20               # size of tokenizer_config.json
 # tokenizer_config.json's options and the JSON type each must have
 OPTION_TYPES = {"unk_token": str, "lowercase": bool, "keep_newlines": bool}
 
@@ -78,7 +83,7 @@ def read_vocab(path: Path, unk_token: str | None = None) -> dict[str, int]:
 def read_config(directory: Path) -> dict:
     """tokenizer_config.json of `directory`, its type, special tokens and options checked."""
     path = directory / CONFIG_FILE
-    return check_config(read_json(path, max_bytes=2**20), path)
+    return check_config(read_json(path, max_bytes=MAX_CONFIG_BYTES), path)
 
 
 def check_config(config, path: Path) -> dict:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..untrusted import cut
-from .files import CONFIG_FILE, MERGES_FILE, VOCAB_FILE, bpe_options, check_config, read_json
+from .files import (CONFIG_FILE, MAX_CONFIG_BYTES, MERGES_FILE, VOCAB_FILE, bpe_options,
+                    check_config, read_json)
 
 __all__ = ["GPT1_SPECIAL_TOKENS", "GPT1_VOCAB_SIZE", "OPENAI_ENCODER_FILE", "OPENAI_MERGES_FILE",
            "pretrained_files"]
@@ -30,7 +31,7 @@ def pretrained_files(directory: Path) -> tuple[Path, Path, bool, dict]:
     options: dict = {}
     config_path = directory / CONFIG_FILE
     if config_path.is_file():
-        config = read_json(config_path, max_bytes=2**20)
+        config = read_json(config_path, max_bytes=MAX_CONFIG_BYTES)
         # ours has a "type"; HuggingFace's own tokenizer_config.json has none and is ignored
         if isinstance(config, dict) and "type" in config:
             config = check_config(config, config_path)
