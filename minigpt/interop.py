@@ -394,7 +394,7 @@ def _load_openai(model_class, p: Path, n_head: int, dtype: str):
     sizes = [math.prod(s) for s in shapes]
     total = sum(sizes)
     files = _shard_files(p)
-    held = sum(_npy_size(f) for f in files)   # from the shards' headers, checked against their bytes
+    held = sum(_npy_size(f) for f in files)   # from the shards' headers (checked against sizes)
     if held != total:
         raise PretrainedFormatError(
             f"{p}: the {len(files)} shards (params_0.npy .. {files[-1].name}) hold {held:,} "

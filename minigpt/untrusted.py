@@ -162,7 +162,8 @@ def read_json(path, what: str = "", *, max_bytes: int = MAX_JSON_BYTES,
     try:
         obj = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
-        raise error(f"{path}: not UTF-8 text{what} (undecodable byte at offset {e.start})") from None
+        raise error(f"{path}: not UTF-8 text{what} (undecodable byte at offset "
+                    f"{e.start})") from None
     except json.JSONDecodeError as e:
         raise error(f"{path}: not valid JSON{what} ({e.msg} at line {e.lineno} column "
                     f"{e.colno}): a truncated or corrupt JSON file") from None

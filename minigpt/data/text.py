@@ -88,7 +88,7 @@ def encode_corpus(tokenizer, text: str, *, chunk_chars: int = CHUNK_CHARS) -> np
     any language; a pasted blob, or one character repeated) is encoded in LONG_WORD_CHARS
     pieces, which keeps BPE's per-word work bounded."""
     n = len(text)
-    capacity = n + 16                    # grown by 1.5x if a tokenizer yields more ids than characters
+    capacity = n + 16      # grown by 1.5x if a tokenizer yields more ids than characters
     out = np.empty(capacity, dtype=np.int32)
     filled = 0
     for piece in text_pieces(text, chunk_chars, getattr(tokenizer, "unk_token", None)):

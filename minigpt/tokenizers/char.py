@@ -62,7 +62,8 @@ class CharTokenizer(Tokenizer):
         directory = Path(directory)
         config = read_config(directory)
         if config["type"] != cls.type_name:
-            raise ValueError(f"{directory / CONFIG_FILE}: type is {cut(config['type'])}, not 'char'")
+            raise ValueError(f"{directory / CONFIG_FILE}: type is {cut(config['type'])}, "
+                             f"not 'char'")
         unk = config["options"].get("unk_token", UNK_TOKEN) if "options" in config else UNK_TOKEN
         path = directory / VOCAB_FILE
         vocab = read_vocab(path, unk)

@@ -19,8 +19,8 @@ from ..untrusted import check_field, cut, json_type_name, read_json as read_untr
 
 __all__ = ["CONFIG_FILE", "VOCAB_FILE", "MERGES_FILE", "MERGES_HEADER", "UNK_TOKEN",
            "MAX_VOCAB_SIZE", "MAX_VOCAB_BYTES", "MAX_MERGES_BYTES", "MAX_TOKEN_CHARS",
-           "MAX_CONFIG_BYTES", "OPTION_TYPES", "read_text", "read_json", "read_vocab", "read_config", "check_config",
-           "read_merges", "bpe_options"]
+           "MAX_CONFIG_BYTES", "OPTION_TYPES", "read_text", "read_json", "read_vocab",
+           "read_config", "check_config", "read_merges", "bpe_options"]
 
 UNK_TOKEN = "<unk>"
 CONFIG_FILE = "tokenizer_config.json"
