@@ -39,6 +39,7 @@ from ..autograd import no_grad
 from ..fileio import atomic_write_bytes
 from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive_float,
                       positive_int, setting, short_list)
+from ..data.shards import PreparedData, TokenShards, open_prepared
 from ..model import GPT, PRESETS, GPTConfig
 from ..optim import Adam, warmup_cosine
 from ..tokenizers import BPETokenizer, CharTokenizer
@@ -65,7 +66,8 @@ class TrainConfig:
     """Pretraining settings. Each field is declared once with its range and help text
     (checks.setting): a value outside its range is a ValueError here, and `minigpt pretrain`
     has one option per field, generated from it (--batch-size for batch_size, ...)."""
-    data: str = setting("shakespeare", None, "'shakespeare' or a UTF-8 text file")
+    data: str = setting("shakespeare", None, "'shakespeare', a UTF-8 text file, or a folder "
+                        "written by `minigpt prepare` (memory-mapped token shards)")
     preset: str = setting("tiny", None, "model size; gpt1 is GPT-1's", choices=sorted(PRESETS))
     tokenizer: str = setting("char", None, "char: one token per character; bpe: byte-pair "
                              "encoding learned from the corpus", choices=("char", "bpe"))
@@ -145,7 +147,7 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
         if cfg.steps is None:
             raise ValueError("steps is required (None keeps a checkpoint's own steps, with "
                              "resume only)")
-        corpus = data.load_corpus(cfg.data)
+        corpus = load_training_data(cfg.data)  # a Corpus (text) or a PreparedData (shards)
         tokenizer = build_tokenizer(cfg, corpus)
         model = GPT(model_config(cfg, tokenizer.vocab_size), seed=cfg.seed)
         block = model.config.n_ctx  # = cfg.block_size when given
@@ -157,7 +159,7 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
             model, tokenizer, state = load_checkpoint(out, with_optimizer_state=True)
             cfg = resumed_config(out, state, cfg)
             block = model.config.n_ctx
-            train_ids, val_ids = encode_splits(tokenizer, data.load_corpus(cfg.data), block)
+            train_ids, val_ids = encode_splits(tokenizer, load_training_data(cfg.data), block)
         opt = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                    max_grad_norm=cfg.max_grad_norm, schedule=warmup_cosine(cfg.warmup, cfg.steps))
         data_rng = np.random.default_rng(cfg.seed)  # the batches' random stream
@@ -248,9 +250,19 @@ def progress_postfix(row: dict, last_val: float | None) -> dict:
 
 # ----------------------------------------------------------------------------- setting up
 
+def load_training_data(name: str):
+    """A folder written by `minigpt prepare` (PreparedData: shards mapped, not read), else the
+    text of 'shakespeare' or a file (data.load_corpus)."""
+    if Path(name).is_dir():
+        return open_prepared(name)
+    return data.load_corpus(name)
+
+
 def build_tokenizer(cfg: TrainConfig, corpus):
     """The tokenizer cfg.tokenizer names, learned from the corpus (char: every character of
-    both splits; bpe: merges learned from the training split)."""
+    both splits; bpe: merges learned from the training split); a prepared folder's own."""
+    if isinstance(corpus, PreparedData):
+        return corpus.tokenizer()
     if cfg.tokenizer == "bpe":
         return BPETokenizer.train(corpus.train, vocab_size=cfg.bpe_vocab_size,
                                   lowercase=not cfg.bpe_keep_case,
@@ -269,11 +281,20 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
 
 
 def encode_splits(tokenizer, corpus, block: int):
-    """(train ids, validation ids); a TrainingError if a split is shorter than one window."""
-    train_ids = data.encode_corpus(tokenizer, corpus.train)
-    val_ids = data.encode_corpus(tokenizer, corpus.val)
+    """(train ids, validation ids); a TrainingError if a split is shorter than one window. A
+    prepared folder's splits are its TokenShards (the tokenizer must be the folder's)."""
+    if isinstance(corpus, PreparedData):
+        if tokenizer.vocab_size < corpus.vocab_size:
+            raise TrainingError(f"{corpus.folder} was prepared with a vocabulary of "
+                                f"{corpus.vocab_size:,} ids, the checkpoint's tokenizer has "
+                                f"{tokenizer.vocab_size:,}: not the same tokenizer")
+        train_ids, val_ids = corpus.train, corpus.val
+    else:
+        train_ids = data.encode_corpus(tokenizer, corpus.train)
+        val_ids = data.encode_corpus(tokenizer, corpus.val)
     for name, ids in (("train", train_ids), ("validation", val_ids)):
-        if len(ids) <= block:
+        windows = ids.windows(block).sum() if isinstance(ids, TokenShards) else len(ids) - block
+        if windows <= 0:
             raise TrainingError(f"the {name} split has {len(ids)} tokens, fewer than "
                                 f"block_size + 1 = {block + 1}")
     return train_ids, val_ids
