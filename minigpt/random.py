@@ -5,6 +5,8 @@ checkpoint resume the exact random stream.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 _SEED = 0
@@ -39,3 +41,16 @@ def set_state(state: dict) -> None:
     gen.bit_generator.state = state["numpy"]
     _RNG.clear()
     _RNG["numpy"] = gen
+
+
+@contextmanager
+def using_generator(gen, xp=np):
+    """Within the block, get_rng(xp) returns `gen` (an object with the Generator methods the
+    ops call, e.g. minigpt.distributed's global-row dropout draws); the previous one after."""
+    name = xp.__name__
+    previous = get_rng(xp)
+    _RNG[name] = gen
+    try:
+        yield gen
+    finally:
+        _RNG[name] = previous

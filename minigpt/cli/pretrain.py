@@ -3,6 +3,9 @@
     minigpt pretrain --data shakespeare --preset tiny --steps 2000 --out runs/tiny
     minigpt pretrain --out runs/tiny --resume
 
+`mpiexec -n N minigpt pretrain ...` is one data-parallel run (minigpt.distributed): the same
+numbers as one process; rank 0 writes the run folder and prints.
+
 One option per TrainConfig field, generated from it (options.py); --resume, --force and
 --no-progress are the command's own.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..distributed import abort_on_error, get_world
 from ..training import TrainConfig, pretrain
 from .options import add_config_options, given
 
@@ -31,8 +35,12 @@ def cmd_pretrain(args) -> int:
     cfg = TrainConfig(**given(args, TrainConfig))
     if args.resume and args.steps is None:
         cfg = dataclasses.replace(cfg, steps=None)  # None: keep the checkpoint's own --steps
-    summary = pretrain(cfg, resume=args.resume, force=args.force, progress=not args.no_progress)
-    print_summary(summary)
+    world = get_world()  # under mpiexec -n N: an error on one rank stops every rank
+    with abort_on_error(world, "minigpt pretrain"):
+        summary = pretrain(cfg, resume=args.resume, force=args.force,
+                           progress=not args.no_progress)
+    if world.is_main:
+        print_summary(summary)
     return 130 if summary["status"] == "interrupted" else 0
 
 

@@ -40,6 +40,8 @@ from ..fileio import atomic_write_bytes
 from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive_float,
                       positive_int, setting, short_list)
 from ..data.shards import PreparedData, TokenShards, open_prepared
+from ..distributed import (GlobalRowMasks, allreduce_gradients, check_split, check_weights_equal,
+                           get_world, my_rows)
 from ..model import GPT, PRESETS, GPTConfig
 from ..optim import Adam, warmup_cosine
 from ..tokenizers import BPETokenizer, CharTokenizer
@@ -54,6 +56,7 @@ __all__ = ["TrainConfig", "pretrain", "evaluate", "evaluate_full", "plot_losses"
 
 RESUME_KEYS = ("step", "train_config", "data_rng", "dropout_rng", "optimizer")
 SNAPSHOTS = "snapshots"
+WEIGHT_CHECK_EVERY = 100  # data-parallel runs: compare the ranks' weights every N steps
 
 
 def snapshot_name(step: int) -> str:
@@ -77,7 +80,10 @@ class TrainConfig:
     bpe_keep_newlines: bool = setting(False, None, "BPE makes each newline a token (GPT-1's "
                                       "reads it as a space)")
     steps: int | None = setting(1000, positive_int, "optimizer updates")  # None: resume's own
-    batch_size: int = setting(32, positive_int, "sequences per update")
+    batch_size: int = setting(32, positive_int, "sequences per update (the global batch: "
+                              "split over mpiexec's N processes x --grad-accum micro-batches)")
+    grad_accum: int = setting(1, positive_int, "micro-batches per process and update (same "
+                              "numbers, less memory); not kept on --resume", metavar="K")
     block_size: int | None = setting(None, positive_int, "context length (default and maximum: "
                                      "the preset's n_ctx)")
     n_layer: int | None = setting(None, positive_int, "override the preset's number of blocks")
@@ -141,8 +147,14 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
     --steps (and cfg.snapshot_every None: its own snapshot_every).
     """
     out = Path(cfg.out)
-    folder = RunDirectory(out, force=force, resume=resume, command="pretrain", log=log)
-    folder.check()
+    world = get_world()                              # mpiexec -n N: this rank of N; else 1 of 1
+    if not world.is_main:                            # logs, progress bar and files: rank 0's
+        log, progress = (lambda *args, **kwargs: None), False
+    check_split(cfg.batch_size, world.size, cfg.grad_accum)
+    folder = None
+    if world.is_main:
+        folder = RunDirectory(out, force=force, resume=resume, command="pretrain", log=log)
+        folder.check()
     if not resume:  # everything a new run reads is checked before --out is touched
         if cfg.steps is None:
             raise ValueError("steps is required (None keeps a checkpoint's own steps, with "
@@ -155,9 +167,11 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
 
     with Run(folder, progress=progress, append_metrics=resume) as run:  # --out locked from here
         state = {}
+        world.barrier()                              # rank 0 holds --out: the others may read it
         if resume:  # the checkpoint is read under the lock
             model, tokenizer, state = load_checkpoint(out, with_optimizer_state=True)
             cfg = resumed_config(out, state, cfg)
+            check_split(cfg.batch_size, world.size, cfg.grad_accum)
             block = model.config.n_ctx
             train_ids, val_ids = encode_splits(tokenizer, load_training_data(cfg.data), block)
         opt = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -169,7 +183,9 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
             start = restore_training_state(out, state, opt, data_rng)
             if start >= cfg.steps:
                 log(f"checkpoint is at step {start}, nothing to do for --steps {cfg.steps}")
-            keep_metrics_up_to(out / METRICS_FILE, start)
+            if world.is_main:
+                keep_metrics_up_to(out / METRICS_FILE, start)
+        check_weights_equal(model.parameters(), world, start)  # same start on every rank
         last_loss, last_val = state.get("last_loss"), state.get("last_val_loss")
         ckpt_dir, snap_dir = out / "ckpt", out / SNAPSHOTS
         if cfg.snapshot_every:
@@ -188,14 +204,23 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
         status, steps_done = "completed", start
         clock = time.perf_counter()                  # tokens/s: training time only
         for step in range(start + 1, cfg.steps + 1):  # step: the number of this update
-            if run.stop_requested:                   # Ctrl-C: stop between two steps
+            if world.any(run.stop_requested):        # Ctrl-C (on any rank): stop between steps
                 status = "interrupted"
                 break
+            # the global batch, the same on every rank (same data_rng); this rank's rows of it
             x, y = data.get_batch(train_ids, cfg.batch_size, block, data_rng)  # (B, T) each
-            loss = model.loss(x, y)                  # mean next-token cross-entropy
-            value = check_finite(loss, step, hint)   # NaN/inf: stop before the update
             opt.zero_grad()
-            loss.backward()
+            masks = GlobalRowMasks(cfg.batch_size)   # dropout masks by global row
+            local_loss = 0.0
+            for rows in my_rows(cfg.batch_size, world, cfg.grad_accum):  # K micro-batches
+                with masks.rows(rows):
+                    loss = model.loss(x[rows], y[rows])  # mean next-token cross-entropy
+                share = (rows.stop - rows.start) / cfg.batch_size  # its share of the tokens
+                (loss if share == 1 else loss * share).backward()  # .grad adds up
+                local_loss += loss.item() * share
+            # sum over the ranks (one Allreduce per bucket): the global batch's gradient, loss
+            value = allreduce_gradients(model.parameters(), world, local_loss)
+            value = check_finite(value, step, hint)  # NaN/inf: stop before the update
             # clip: opt.step() measures the global gradient norm, then each parameter's Adam
             # update first scales its gradient so that the global norm is at most
             # cfg.max_grad_norm (optim.py)
@@ -207,12 +232,16 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
                    "tokens_per_s": round(x.size / (now - clock), 1)}
             clock = now
             last_loss = row["loss"]
-            if step % cfg.eval_interval == 0 or step == cfg.steps:
+            if world.is_main and (step % cfg.eval_interval == 0 or step == cfg.steps):
                 last_val = evaluate(model, val_ids, block, cfg.batch_size, cfg.eval_batches)
                 row["val_loss"] = round(last_val, 6)
                 clock = time.perf_counter()          # evaluation time is not training speed
             run.record(row, progress_postfix(row, last_val))
+            if step % WEIGHT_CHECK_EVERY == 0:
+                check_weights_equal(model.parameters(), world, step)  # RanksDiverged if not
 
+            if not world.is_main:                    # rank 0 alone writes the run folder
+                continue
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 # before the checkpoint of the same step: a crash in between is redone on --resume
                 save_snapshot(snap_dir, model, tokenizer, run_state(cfg, step, last_loss, last_val))
@@ -224,16 +253,17 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
                 clock = time.perf_counter()          # nor is saving
         run.end_progress()
 
-        if status == "completed" and cfg.snapshot_every:  # the last step, a multiple of N or not
+        if world.is_main and status == "completed" and cfg.snapshot_every:  # the last step
             save_snapshot(snap_dir, model, tokenizer,
                           run_state(cfg, steps_done, last_loss, last_val))
-        save_checkpoint(ckpt_dir, model, tokenizer, opt,
-                        resume_state(cfg, steps_done, last_loss, last_val, data_rng))
-        run.checkpoint_saved()
+        if world.is_main:
+            save_checkpoint(ckpt_dir, model, tokenizer, opt,
+                            resume_state(cfg, steps_done, last_loss, last_val, data_rng))
+            run.checkpoint_saved()
         if status == "interrupted":
             log(f"interrupted: checkpoint saved at step {steps_done} in {ckpt_dir} (continue "
                 "with --resume)")
-    png = plot_losses(out)
+    png = plot_losses(out) if world.is_main else None
     return {"status": status, "step": steps_done, "loss": last_loss, "val_loss": last_val,
             "out": str(out), "ckpt": str(ckpt_dir), "parameters": n_params,
             "snapshots": str(snap_dir) if cfg.snapshot_every else None, "model": model,
@@ -397,7 +427,8 @@ def resumed_config(out: Path, state: dict, cfg: TrainConfig) -> TrainConfig:
         raise CheckpointError(f"{state_file}: train_config: {e}") from None
     return dataclasses.replace(
         saved, steps=saved.steps if cfg.steps is None else cfg.steps, out=str(out),
-        snapshot_every=saved.snapshot_every if cfg.snapshot_every is None else cfg.snapshot_every)
+        snapshot_every=saved.snapshot_every if cfg.snapshot_every is None else cfg.snapshot_every,
+        grad_accum=cfg.grad_accum)  # how the batch is split is this start's choice
 
 
 def restore_training_state(out: Path, state: dict, opt: Adam, data_rng) -> int:

@@ -1,0 +1,231 @@
+"""Data-parallel training (minigpt.distributed): the run's numbers do not depend on the number
+of processes N (mpiexec -n N) or of micro-batches K (--grad-accum), with dropout too; resume
+with another N; a rank killed mid-run stops every rank and leaves a loadable checkpoint.
+
+The mpiexec tests need mpi4py and an mpiexec (pip install 'minigpt-gpt1[distributed]'); where
+they cannot be had they are skipped, saying so."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigpt import random as mgrandom
+from minigpt.distributed import (GlobalRowMasks, World, check_split, my_rows, row_slices)
+from minigpt.safetensors import load_file
+
+BIN = Path(sys.executable).parent
+MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
+MINIGPT = [sys.executable, "-m", "minigpt"]
+
+
+def have_mpi() -> str | None:
+    """Why the mpiexec tests cannot run here (None: they can)."""
+    if MPIEXEC is None:
+        return "no mpiexec (pip install 'minigpt-gpt1[distributed]' brings MPICH's)"
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (pip install 'minigpt-gpt1[distributed]')"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(have_mpi() is not None, reason=str(have_mpi()))
+
+COMMON = ["pretrain", "--data", "shakespeare", "--preset", "tiny", "--n-layer", "1",
+          "--n-embd", "32", "--n-head", "2", "--block-size", "16", "--batch-size", "8",
+          "--eval-interval", "3", "--eval-batches", "1", "--no-progress", "--dropout", "0.1"]
+
+
+def run(n: int, args, cwd, **kw):
+    cmd = ([MPIEXEC, "-n", str(n)] if n > 1 else []) + MINIGPT + COMMON + list(args)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          **kw)
+
+
+def losses(folder):
+    rows = [json.loads(line) for line in Path(folder, "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"], r.get("val_loss")) for r in rows]
+
+
+def weights(folder):
+    out = {}
+    for f in glob.glob(str(Path(folder, "ckpt", "model.safetensors"))):
+        out.update(load_file(f))
+    assert out, f"no weights in {folder}"
+    return out
+
+
+def assert_same_run(a, b, atol=1e-7):
+    la, lb = losses(a), losses(b)
+    assert [r[0] for r in la] == [r[0] for r in lb]
+    np.testing.assert_allclose([r[1] for r in la], [r[1] for r in lb], rtol=2e-6)
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:  # float32 rounding: the sums run in another order
+        np.testing.assert_allclose(wa[k], wb[k], rtol=0, atol=atol, err_msg=k)
+
+
+# ----------------------------------------------------------------------------- one process
+
+def test_split_is_checked_with_a_named_error():
+    assert check_split(32, 2, 4) == 4
+    with pytest.raises(ValueError, match="does not split into 2 processes x 4 micro-batches"):
+        check_split(30, 2, 4)
+
+
+@pytest.mark.parametrize("n,parts", [(8, 4), (7, 4), (3, 4), (1, 1)])
+def test_row_slices_cover_the_batch_in_order(n, parts):
+    s = row_slices(n, parts)
+    assert len(s) == parts and s[0].start == 0 and s[-1].stop == n
+    assert all(a.stop == b.start for a, b in zip(s, s[1:]))
+    sizes = [x.stop - x.start for x in s]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_my_rows_rank_major():
+    assert my_rows(8, World(), 2) == [slice(0, 4), slice(4, 8)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_row_masks_are_the_one_process_draws(dtype):
+    """Every rank/micro-batch gets its rows of the one-process draws, and the generator ends
+    where one full pass leaves it."""
+    import minigpt.functional as F
+    from minigpt.autograd import Tensor
+    B, shapes = 8, [(8, 5), (8, 2, 3, 3), (16, 4)]  # (16, 4): two draw rows per batch row
+    mgrandom.manual_seed(7)
+    rng = mgrandom.get_rng(np)
+    want = [rng.random(s, dtype=dtype) for s in shapes]
+    end = rng.bit_generator.state
+    for parts in (1, 2, 4, 8):
+        mgrandom.manual_seed(7)
+        masks = GlobalRowMasks(B)
+        for rows in row_slices(B, parts):
+            n = rows.stop - rows.start
+            with masks.rows(rows):
+                got = [mgrandom.get_rng(np).random((n * (s[0] // B),) + s[1:], dtype=dtype)
+                       for s in shapes]
+            for g, w, s in zip(got, want, shapes):
+                k = s[0] // B
+                np.testing.assert_array_equal(g, w[rows.start * k:rows.stop * k])
+        assert mgrandom.get_rng(np).bit_generator.state == end
+    # and through the dropout op itself
+    mgrandom.manual_seed(3)
+    x = np.ones((B, 6), dtype=dtype)
+    full = F.dropout(Tensor(x), 0.5, True).data
+    mgrandom.manual_seed(3)
+    masks = GlobalRowMasks(B)
+    with masks.rows(slice(2, 5)):
+        part = F.dropout(Tensor(x[2:5]), 0.5, True).data
+    np.testing.assert_array_equal(part, full[2:5])
+
+
+# ----------------------------------------------------------------------------- mpiexec -n 2
+
+@needs_mpi
+def test_n_and_k_do_not_change_the_run_with_dropout(tmp_path):
+    r = run(1, ["--steps", "6", "--out", "n1"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    for n, extra, out in ((2, [], "n2"), (2, ["--grad-accum", "2"], "n2k2"),
+                          (1, ["--grad-accum", "4"], "n1k4")):
+        r = run(n, ["--steps", "6", "--out", out, *extra], tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert_same_run(tmp_path / "n1", tmp_path / out)
+    assert "checkpoint:" in r.stdout
+
+
+@needs_mpi
+def test_dropout_masks_matter_so_the_test_can_fail(tmp_path):
+    """The equality above is not trivially true: other masks (another seed) give another run."""
+    run(1, ["--steps", "3", "--out", "a"], tmp_path)
+    run(1, ["--steps", "3", "--out", "b", "--seed", "1338"], tmp_path)
+    assert losses(tmp_path / "a") != losses(tmp_path / "b")
+
+
+@needs_mpi
+def test_resume_with_another_number_of_processes(tmp_path):
+    # steps < warm-up (100): the learning rate does not depend on --steps
+    assert run(1, ["--steps", "6", "--out", "whole"], tmp_path).returncode == 0
+    r = run(2, ["--steps", "3", "--out", "part"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(MINIGPT + ["pretrain", "--out", "part", "--resume", "--steps", "6",
+                                  "--no-progress", "--grad-accum", "2"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert_same_run(tmp_path / "whole", tmp_path / "part")
+
+
+@needs_mpi
+def test_a_batch_that_does_not_split_is_a_named_error(tmp_path):
+    r = run(2, ["--steps", "2", "--batch-size", "7", "--out", "bad"], tmp_path)
+    assert r.returncode != 0
+    assert "does not split into 2 processes" in r.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def rank_pid(mark: str, rank: int) -> int | None:
+    for env in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            data = Path(env).read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"MINIGPT_TEST_MARK={mark}".encode() in data and f"PMI_RANK={rank}".encode() in data:
+            return int(env.split("/")[2])
+    return None
+
+
+@needs_mpi
+def test_a_killed_rank_stops_every_rank_and_the_checkpoint_stays(tmp_path):
+    mark = uuid.uuid4().hex
+    cmd = [MPIEXEC, "-n", "2"] + MINIGPT + COMMON + ["--steps", "100000", "--ckpt-interval",
+                                                     "2", "--out", "long"]
+    env = {**os.environ, "MINIGPT_TEST_MARK": mark, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "long" / "ckpt" / "state.json").exists():
+            assert time.time() < deadline and p.poll() is None, "no checkpoint was written"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        pid = rank_pid(mark, 1)
+        assert pid is not None, "rank 1's process not found"
+        os.kill(pid, signal.SIGKILL)
+        t0 = time.time()
+        out, err = p.communicate(timeout=30)  # every rank stops within 30 s, never a hang
+        assert time.time() - t0 < 30
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode != 0
+    assert rank_pid(mark, 0) is None, "rank 0 still runs"
+    # MPICH's mpiexec names it: "BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES ...
+    # Killed (signal 9)" (on its stdout)
+    assert "BAD TERMINATION" in out + err and "signal 9" in out + err, out + err
+    from minigpt.training import load_checkpoint
+    model, tokenizer, state = load_checkpoint(tmp_path / "long")
+    assert state["step"] >= 2
+
+
+@needs_mpi
+def test_an_error_on_one_rank_stops_every_rank_with_one_named_error(tmp_path):
+    """--resume of a folder without a run: rank 0 alone looks at --out and raises; rank 1 would
+    wait forever in its first collective without MPI_Abort."""
+    r = subprocess.run([MPIEXEC, "-n", "2"] + MINIGPT + ["pretrain", "--out", "nothing",
+                       "--resume", "--no-progress"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0
+    assert "minigpt pretrain: error (rank 0 of 2):" in r.stderr, r.stderr
+    assert r.stderr.count("error (rank") == 1
