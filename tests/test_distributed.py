@@ -229,3 +229,30 @@ def test_an_error_on_one_rank_stops_every_rank_with_one_named_error(tmp_path):
     assert r.returncode != 0
     assert "minigpt pretrain: error (rank 0 of 2):" in r.stderr, r.stderr
     assert r.stderr.count("error (rank") == 1
+
+
+@needs_mpi
+def test_finetune_with_a_short_last_batch_does_not_depend_on_n_and_k(tmp_path):
+    """18 examples in batches of 4: the last batch (2 examples) is shorter than N*K = 4, so
+    two micro-batches are empty (run with weight 0); classifier dropout 0.1 and the model's."""
+    assert run(1, ["--steps", "2", "--out", "base"], tmp_path).returncode == 0
+    ft = ["finetune", "--task", "classify", "--data", "rotten_tomatoes", "--init", "base",
+          "--max-train", "18", "--max-test", "4", "--batch-size", "4", "--epochs", "1",
+          "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for n, k in ((1, 1), (2, 2), (1, 4)):
+        cmd = ([MPIEXEC, "-n", str(n)] if n > 1 else []) + MINIGPT + ft + [
+            "--grad-accum", str(k), "--out", f"ft{n}{k}"]
+        r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+    rows = {f: [json.loads(x) for x in (tmp_path / f / "metrics.jsonl").read_text().split("\n")
+                if x] for f in ("ft11", "ft22", "ft14")}
+    for f in ("ft22", "ft14"):
+        for key in ("loss", "task_loss", "lm_loss"):
+            np.testing.assert_allclose([r[key] for r in rows[f]], [r[key] for r in rows["ft11"]],
+                                       rtol=2e-6, atol=2e-6)
+        a = load_file(str(tmp_path / "ft11" / "ckpt" / "model.safetensors"))
+        b = load_file(str(tmp_path / f / "ckpt" / "model.safetensors"))
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-7, err_msg=name)

@@ -10,6 +10,7 @@ finetune has one option per FinetuneConfig field, generated from it (options.py)
 from __future__ import annotations
 
 from ..checks import argparse_type, positive_int
+from ..distributed import abort_on_error, get_world
 from ..training import FinetuneConfig, finetune, predict
 from .options import add_config_options, given
 
@@ -34,7 +35,11 @@ def add_commands(sub) -> None:
 
 def cmd_finetune(args) -> int:
     cfg = FinetuneConfig(**given(args, FinetuneConfig))
-    summary = finetune(cfg, force=args.force, progress=not args.no_progress)
+    world = get_world()  # under mpiexec -n N: an error on one rank stops every rank
+    with abort_on_error(world, "minigpt finetune"):
+        summary = finetune(cfg, force=args.force, progress=not args.no_progress)
+    if not world.is_main:
+        return 130 if summary["status"] == "interrupted" else 0
     print(f"{summary['status']} after {summary['step']} updates "
           f"({summary['seconds']:.0f} s); checkpoint: {summary.get('ckpt')}")
     return 130 if summary["status"] == "interrupted" else 0

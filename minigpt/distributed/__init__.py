@@ -14,12 +14,13 @@ batch (same random state), takes its rows, and weights each micro-batch's mean l
 share of the global batch's count, so the all-reduced SUM of gradients is the one-process
 gradient of the global batch's mean loss.
 """
-from .batches import check_split, my_rows, row_slices
+from .batches import (check_split, example_rows, loss_counts, my_examples, my_rows,
+                      row_slices)
 from .gradients import (RanksDiverged, allreduce_gradients, check_weights_equal,
                         gradient_bytes, weights_checksum)
 from .masks import GlobalRowMasks
 from .world import DistributedError, World, abort_on_error, get_world
 
-__all__ = ["World", "get_world", "abort_on_error", "DistributedError", "check_split", "my_rows",
+__all__ = ["World", "get_world", "abort_on_error", "DistributedError", "check_split", "my_rows", "example_rows", "loss_counts", "my_examples",
            "row_slices", "GlobalRowMasks", "allreduce_gradients", "check_weights_equal",
            "weights_checksum", "gradient_bytes", "RanksDiverged"]

@@ -32,14 +32,13 @@ class RanksDiverged(DistributedError):
 
 
 def buckets(params, limit: int = BUCKET_BYTES) -> list[list]:
-    """The parameters with a gradient, in order, grouped into runs of at most `limit` bytes
-    (a parameter larger than the limit is a bucket of its own) and of one dtype."""
+    """The parameters, in order, grouped into runs of at most `limit` bytes (a parameter larger
+    than the limit is a bucket of its own) and of one dtype. Every parameter takes part (a
+    missing .grad counts as zeros), so every rank's buffers have the same layout."""
     groups, size = [], 0
     for p in params:
-        if p.grad is None:
-            continue
-        nbytes = p.grad.nbytes
-        if not groups or size + nbytes > limit or groups[-1][0].grad.dtype != p.grad.dtype:
+        nbytes = p.data.nbytes
+        if not groups or size + nbytes > limit or groups[-1][0].data.dtype != p.data.dtype:
             groups.append([])
             size = 0
         groups[-1].append(p)
@@ -52,23 +51,25 @@ def gradient_bytes(params) -> int:
     return int(sum(p.data.nbytes for p in params))
 
 
-def allreduce_gradients(params, world, local_loss: float = 0.0) -> np.float64:
-    """Sum every parameter's .grad over the ranks (in place) and return the summed loss; in a
+def allreduce_gradients(params, world, local_loss=0.0):
+    """Sum every parameter's .grad over the ranks (in place) and return the summed loss (a
+    float64, or an array when local_loss is a sequence of values: L3, L2, L1); in a
     one-process world nothing is copied and local_loss comes back."""
     params = list(params)
+    values = np.array(local_loss, dtype=np.float64, ndmin=1)       # (n,) float64
     if world.size == 1:
-        return np.float64(local_loss)
+        return values if np.ndim(local_loss) else values[0]
     for group in buckets(params):
-        xp_flat = np.concatenate([np.asarray(p.grad).ravel() for p in group])  # (sum of sizes,)
-        world.allreduce_sum(xp_flat)
+        flat = np.concatenate([np.zeros(p.data.size, p.data.dtype) if p.grad is None
+                               else np.asarray(p.grad).ravel() for p in group])  # (sum of sizes,)
+        world.allreduce_sum(flat)
         at = 0
         for p in group:
-            n = p.grad.size
-            p.grad = xp_flat[at:at + n].reshape(p.grad.shape)
+            n = p.data.size
+            p.grad = flat[at:at + n].reshape(p.data.shape)        # a view: one copy per bucket
             at += n
-    loss = np.array([local_loss], dtype=np.float64)
-    world.allreduce_sum(loss)
-    return np.float64(loss[0])
+    world.allreduce_sum(values)
+    return values if np.ndim(local_loss) else values[0]
 
 
 def weights_checksum(params) -> int:

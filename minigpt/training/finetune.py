@@ -38,6 +38,9 @@ import numpy as np
 from .. import random as mgrandom
 from .. import safetensors
 from ..autograd import no_grad
+from ..distributed import (GlobalRowMasks, allreduce_gradients, check_split,
+                           check_weights_equal, example_rows, get_world, loss_counts,
+                           my_examples)
 from ..checks import (check_fields, fraction, nonneg_float, nonneg_int, positive_float,
                       positive_int, setting)
 from ..model import GPT
@@ -81,7 +84,10 @@ class FinetuneConfig:
                              "the auxiliary LM loss (0 switches it off)")
     epochs: int = setting(3, positive_int, "passes over the training examples")
     batch_size: int = setting(32, positive_int, "examples per update (a choice example is K "
-                              "sequences)")
+                              "sequences); the global batch, split over mpiexec's N processes "
+                              "x --grad-accum micro-batches")
+    grad_accum: int = setting(1, positive_int, "micro-batches per process and update (same "
+                              "numbers, less memory)", metavar="K")
     lr: float = setting(6.25e-5, positive_float, "peak learning rate")
     warmup: float = setting(0.002, fraction, "fraction of the updates spent warming up "
                             "(linear), then linear decay")
@@ -257,8 +263,14 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
     cfg.out None) writes no files, for experiments that only want the metrics.
     """
     out = Path(cfg.out) if cfg.out else None
+    world = get_world()                              # mpiexec -n N: this rank of N; else 1 of 1
+    if not world.is_main:                            # logs, progress bar and files: rank 0's
+        log, progress = (lambda *args, **kwargs: None), False
+    check_split(cfg.batch_size, world.size, cfg.grad_accum)
     save = save and out is not None
-    folder = RunDirectory(out, force=force, command="finetune", log=log) if save else None
+    folder = None
+    if save and world.is_main:
+        folder = RunDirectory(out, force=force, command="finetune", log=log)
     if folder is not None:
         folder.check()
 
@@ -302,22 +314,39 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
         f"{cfg.batch_size}, lr {cfg.lr:g}, lm_coef {cfg.lm_coef:g}")
 
     with Run(folder, progress=progress) as run:  # --out locked from here
+        check_weights_equal(model.parameters(), world, 0)  # the same start on every rank
         run.start_progress(total, 0, f"finetune {cfg.task}")
         model.train()
         status, steps_done, last = "completed", 0, {}
         for step in range(1, total + 1):            # step: the number of this update
-            if run.stop_requested:                   # Ctrl-C: stop between two updates
+            if world.any(run.stop_requested):        # Ctrl-C (any rank): stop between updates
                 status = "interrupted"
                 break
             epoch, i = divmod(step - 1, steps_per_epoch)
             if i == 0:                               # each epoch sees the examples in a new order
                 order = order_rng.permutation(len(train_enc))
             picked = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            # the global batch, the same on every rank; this rank's examples of it
             batch = collate([train_enc[k] for k in picked], cfg.task)  # idx, mask: (B*G, T)
-            loss, l2, l1 = finetune_loss(model, batch, cfg.task, cfg.lm_coef)  # L3, L2, L1
-            value = check_finite(loss, step, "Try a lower --lr.", what="update")
             opt.zero_grad()
-            loss.backward()
+            n_labels, n_targets = loss_counts(batch)     # what L2 and L1 average over
+            masks = GlobalRowMasks(len(picked))          # dropout masks by global row
+            local = np.zeros(3)                          # this rank's shares of L3, L2, L1
+            for rows, used in my_examples(len(picked), world, cfg.grad_accum):
+                part = example_rows(batch, rows)
+                with masks.rows(rows):
+                    loss, l2, l1 = finetune_loss(model, part, cfg.task, cfg.lm_coef)
+                c2, c1 = loss_counts(part) if used else (0, 0)
+                w2, w1 = c2 / max(n_labels, 1), c1 / max(n_targets, 1)  # shares of the counts
+                l2_part = w2 * l2.item() if c2 else 0.0
+                l1_part = w1 * l1.item() if c1 and l1 is not None else 0.0
+                terms = ([l2 * w2] if c2 else []) + ([l1 * (cfg.lm_coef * w1)] if l1_part else [])
+                if terms:
+                    sum(terms[1:], terms[0]).backward()  # .grad adds up over micro-batches
+                local += [l2_part + cfg.lm_coef * l1_part, l2_part, l1_part]
+            # summed over the ranks: the global batch's gradient and L3, L2, L1
+            value, l2_value, l1_value = allreduce_gradients(model.parameters(), world, local)
+            value = check_finite(value, step, "Try a lower --lr.", what="update")
             # clip: opt.step() measures the global gradient norm, then each parameter's Adam
             # update first scales its gradient so that the global norm is at most
             # cfg.max_grad_norm (optim.py)
@@ -325,9 +354,9 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
             steps_done = step
 
             row = {"step": step, "loss": round(value, 6), "epoch": epoch + 1,
-                   "task_loss": round(l2.item(), 6)}
+                   "task_loss": round(float(l2_value), 6)}
             if l1 is not None:
-                row["lm_loss"] = round(l1.item(), 6)
+                row["lm_loss"] = round(float(l1_value), 6)
             row["lr"] = opt.last_lr
             last = row
             run.record(row, {"loss": f"{row['loss']:.3f}", "task": f"{row['task_loss']:.3f}"})
@@ -347,7 +376,7 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
                    "tokenizer": tokenizer, "labels": list(data.labels),
                    "truncated_train": tr_trunc.truncated_examples,
                    "truncated_test": te_trunc.truncated_examples}
-        if save:
+        if save and world.is_main:                   # rank 0 alone writes the run folder
             ckpt = save_finetuned(out / "ckpt", model, tokenizer, info, {
                 "step": steps_done, "status": status, "finetune_config": dataclasses.asdict(cfg),
                 "last": dict(last)})
