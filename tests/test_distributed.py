@@ -256,3 +256,53 @@ def test_finetune_with_a_short_last_batch_does_not_depend_on_n_and_k(tmp_path):
         b = load_file(str(tmp_path / f / "ckpt" / "model.safetensors"))
         for name in a:
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-7, err_msg=name)
+
+
+class SimulatedRank:
+    """A World for one rank of `size`, simulated in this process (its collectives are done by
+    the test: the gradients of every simulated rank are summed by hand)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size, self.is_main = rank, size, rank == 0
+
+
+@pytest.mark.parametrize("n,k", [(2, 1), (2, 2), (4, 1), (1, 4)])
+def test_float64_gradient_of_n_ranks_x_k_micro_batches_is_the_one_process_gradient(n, k):
+    """float64, dropout 0.1 everywhere: the summed weighted gradients of N simulated ranks x K
+    micro-batches equal the one-process gradient of the global batch to 1e-12."""
+    from minigpt.model import GPT, GPTConfig
+    cfg = GPTConfig(vocab_size=11, n_ctx=6, n_layer=2, n_embd=8, n_head=2, dtype="float64",
+                    embd_pdrop=0.1, attn_pdrop=0.1, resid_pdrop=0.1)
+    model = GPT(cfg, seed=0)
+    model.train()
+    B = 8
+    data = np.random.default_rng(1)
+    x, y = data.integers(0, 11, (B, 6)), data.integers(0, 11, (B, 6))
+
+    mgrandom.manual_seed(5)
+    for p in model.parameters():
+        p.grad = None
+    loss = model.loss(x, y)
+    loss.backward()
+    want = [p.grad.copy() for p in model.parameters()]
+    want_loss, end = loss.item(), mgrandom.get_rng(np).bit_generator.state
+
+    total = [np.zeros_like(g) for g in want]
+    total_loss = 0.0
+    for r in range(n):
+        mgrandom.manual_seed(5)  # every rank starts the step from the same state
+        for p in model.parameters():
+            p.grad = None
+        masks = GlobalRowMasks(B)
+        for rows in my_rows(B, SimulatedRank(r, n), k):
+            with masks.rows(rows):
+                part = model.loss(x[rows], y[rows])
+            share = (rows.stop - rows.start) / B
+            (part * share).backward()
+            total_loss += part.item() * share
+        assert mgrandom.get_rng(np).bit_generator.state == end  # same end state on each rank
+        for t, p in zip(total, model.parameters()):
+            t += p.grad
+    assert abs(total_loss - want_loss) < 1e-12
+    for t, w in zip(total, want):
+        np.testing.assert_allclose(t, w, rtol=0, atol=1e-12)
