@@ -19,7 +19,7 @@ from minigpt.assignments import ASSIGNMENTS, MarkerError, find_regions, grade, r
 from minigpt.assignments import manifest, markers
 from minigpt.assignments.release import PACKAGE, build, package_files, write_tree
 
-COURSE = ["autograd", "layers", "attention", "optim", "bpe", "transforms"]
+COURSE = ["autograd", "layers", "attention", "optim", "bpe", "transforms", "parallel"]
 TINY_CAPSTONE = {"config": {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_ctx": 16},
                  "block_size": 16, "steps": 5, "batch_size": 4, "val_batches": 2,
                  "threshold": 100.0, "train_chars": 20_000, "val_chars": 5_000}

@@ -306,3 +306,36 @@ def test_float64_gradient_of_n_ranks_x_k_micro_batches_is_the_one_process_gradie
     assert abs(total_loss - want_loss) < 1e-12
     for t, w in zip(total, want):
         np.testing.assert_allclose(t, w, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- ring (assignment)
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from minigpt.distributed.ring import bucketed_average, ring_allreduce  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 7), length=st.integers(1, 23), seed=st.integers(0, 2**16))
+def test_ring_allreduce_is_the_sum_on_every_rank(n, length, seed):
+    """Any rank count, a length that N does not divide, one rank, fewer elements than ranks."""
+    rng = np.random.default_rng(seed)
+    bufs = [rng.standard_normal(length) for _ in range(n)]
+    before = [b.copy() for b in bufs]
+    out = ring_allreduce(bufs)
+    for o in out:
+        np.testing.assert_allclose(o, sum(before), rtol=1e-12, atol=1e-12)
+    assert all(np.array_equal(a, b) for a, b in zip(bufs, before)), "inputs changed"
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 5), bucket=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_bucketed_average_is_the_mean_of_each_gradient(n, bucket, seed):
+    rng = np.random.default_rng(seed)
+    shapes = [(3, 4), (5,), (2, 2, 3), (1,)]
+    grads = [[rng.standard_normal(s) for s in shapes] for _ in range(n)]
+    out = bucketed_average(grads, bucket)
+    for r in range(n):
+        for i, s in enumerate(shapes):
+            assert out[r][i].shape == s
+            np.testing.assert_allclose(out[r][i], sum(g[i] for g in grads) / n, atol=1e-12)

@@ -579,3 +579,30 @@ def capstone(settings=None):
                             "eval_steps": [s["steps"]], "atol": s["atol"], "rtol": s["rtol"],
                             "threshold": s["threshold"]})
     return c
+
+
+# ================================================================== parallel (data parallelism)
+
+def ring_allreduce():
+    c = _new("parallel.ring_allreduce")
+    for label, n, length in (("4 ranks, 12 elements", 4, 12), ("3 ranks, 9 elements", 3, 9),
+                             ("hidden: 3 ranks, 10 elements (N does not divide the buffer)", 3, 10),
+                             ("hidden: one rank", 1, 5),
+                             ("hidden: 5 ranks, 3 elements (fewer elements than ranks)", 5, 3)):
+        bufs = [c.array(_n(c, length)) for _ in range(n)]
+        c.call(label, "call", what="every rank's buffer after the all-reduce",
+               target="minigpt.distributed.ring:ring_allreduce", args=[bufs], **F64)
+    return c
+
+
+def bucketed_average():
+    c = _new("parallel.bucketed_average")
+    shapes = [(3, 4), (5,), (2, 2, 3), (1,)]
+    for label, n, bucket in (("2 ranks, buckets of 16 elements", 2, 16),
+                             ("3 ranks, one bucket", 3, 100),
+                             ("hidden: 4 ranks, buckets smaller than a parameter", 4, 3),
+                             ("hidden: one rank", 1, 8)):
+        grads = [[c.array(_n(c, *s)) for s in shapes] for _ in range(n)]
+        c.call(label, "call", what="every rank's averaged gradients",
+               target="minigpt.distributed.ring:bucketed_average", args=[grads, bucket], **F64)
+    return c

@@ -259,7 +259,27 @@ CAPSTONE = Assignment(
     ),
     timeout=600.0)
 
-ASSIGNMENTS = {a.name: a for a in (AUTOGRAD, LAYERS, ATTENTION, OPTIM, BPE, TRANSFORMS, CAPSTONE)}
+PARALLEL = Assignment(
+    "parallel", "Data parallelism: the ring all-reduce",
+    "The ring all-reduce over simulated ranks (reduce-scatter, then all-gather; any number of "
+    "ranks, a buffer they need not divide), and gradient averaging in buckets with it.",
+    todos=(
+        T("distributed/ring.py", "ring_allreduce", "parallel.ring_allreduce",
+          "every rank's buffer summed over the ranks: N chunks, N-1 reduce-scatter steps "
+          "(send chunk (r - s) mod N to rank r+1, which adds it), N-1 all-gather steps"),
+        T("distributed/ring.py", "bucketed_average", "parallel.bucketed_average",
+          "pack the gradients into buckets (buckets_of), ring_allreduce each, divide by N, "
+          "unpack into each rank's gradients with their shapes"),
+    ),
+    tasks=(
+        Task("parallel.ring_allreduce", 3, "ring all-reduce (any N, uneven chunks)",
+             checks.ring_allreduce),
+        Task("parallel.bucketed_average", 2, "bucketed gradient averaging",
+             checks.bucketed_average),
+    ))
+
+ASSIGNMENTS = {a.name: a for a in (AUTOGRAD, LAYERS, ATTENTION, OPTIM, BPE, TRANSFORMS, CAPSTONE,
+                                   PARALLEL)}
 
 
 def get(name: str) -> Assignment:
