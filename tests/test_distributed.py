@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from minigpt import random as mgrandom
-from minigpt.distributed import (GlobalRowMasks, World, check_split, my_rows, row_slices)
+from minigpt.distributed import GlobalRowMasks, World, check_split, my_rows, row_slices
+from minigpt.distributed.ring import bucketed_average, ring_allreduce
 from minigpt.safetensors import load_file
 
 BIN = Path(sys.executable).parent
@@ -310,9 +312,6 @@ def test_float64_gradient_of_n_ranks_x_k_micro_batches_is_the_one_process_gradie
 
 # ----------------------------------------------------------------------------- ring (assignment)
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from minigpt.distributed.ring import bucketed_average, ring_allreduce  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None)

@@ -8,6 +8,9 @@
                   mask comes from its global position whatever N and K are
     gradients.py  allreduce_gradients (one Allreduce per bucket of a flat buffer),
                   check_weights_equal (a checksum per rank, RanksDiverged if they differ)
+    nccl.py       the GPU path (CuPy backend, N > 1): NCCL through CuPy, the rendezvous by MPI;
+                  UNTESTED (written without a GPU)
+    ring.py       the ring all-reduce over simulated ranks (the `parallel` assignment's key)
 
 The rule that makes a run's numbers independent of N and K: every rank draws the SAME global
 batch (same random state), takes its rows, and weights each micro-batch's mean loss by its
@@ -21,6 +24,6 @@ from .gradients import (RanksDiverged, allreduce_gradients, check_weights_equal,
 from .masks import GlobalRowMasks
 from .world import DistributedError, World, abort_on_error, get_world
 
-__all__ = ["World", "get_world", "abort_on_error", "DistributedError", "check_split", "my_rows", "example_rows", "loss_counts", "my_examples",
-           "row_slices", "GlobalRowMasks", "allreduce_gradients", "check_weights_equal",
+__all__ = ["World", "get_world", "abort_on_error", "DistributedError", "check_split", "my_rows",
+           "example_rows", "loss_counts", "my_examples", "row_slices", "GlobalRowMasks", "allreduce_gradients", "check_weights_equal",
            "weights_checksum", "gradient_bytes", "RanksDiverged"]

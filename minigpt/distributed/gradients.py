@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 
+from ..backend import get_array_module
 from .world import DistributedError
 
 __all__ = ["allreduce_gradients", "check_weights_equal", "weights_checksum", "RanksDiverged",
@@ -60,8 +61,9 @@ def allreduce_gradients(params, world, local_loss=0.0):
     if world.size == 1:
         return values if np.ndim(local_loss) else values[0]
     for group in buckets(params):
-        flat = np.concatenate([np.zeros(p.data.size, p.data.dtype) if p.grad is None
-                               else np.asarray(p.grad).ravel() for p in group])  # (sum of sizes,)
+        xp = get_array_module(group[0].data)                      # numpy, or cupy (NCCL)
+        flat = xp.concatenate([xp.zeros(p.data.size, p.data.dtype) if p.grad is None
+                               else p.grad.ravel() for p in group])  # (sum of sizes,)
         world.allreduce_sum(flat)
         at = 0
         for p in group:
@@ -76,7 +78,8 @@ def weights_checksum(params) -> int:
     """CRC-32 over every parameter's bytes, in order."""
     crc = 0
     for p in params:
-        crc = zlib.crc32(np.ascontiguousarray(np.asarray(p.data)).view(np.uint8), crc)
+        data = p.data.get() if hasattr(p.data, "get") else p.data  # a CuPy array: to the host
+        crc = zlib.crc32(np.ascontiguousarray(data).view(np.uint8), crc)
     return crc
 
 

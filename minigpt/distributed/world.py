@@ -94,8 +94,10 @@ def get_world() -> World:
                 raise DistributedError(
                     f"started by mpiexec as one of {n} processes, but mpi4py is not installed: "
                     "pip install 'minigpt-gpt1[distributed]'") from None
-            _WORLD.append(World(MPI.COMM_WORLD))
-            install_abort_hook(_WORLD[0])
+            world = World(MPI.COMM_WORLD)
+            install_abort_hook(world)
+            from .nccl import nccl_world  # on the CuPy backend: NCCL for CuPy buffers
+            _WORLD.append(nccl_world(world))
     return _WORLD[0]
 
 
