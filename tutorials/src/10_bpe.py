@@ -62,9 +62,10 @@ def learn_merges(text, n):
 by_hand = learn_merges(toy, 10)
 
 # %% [markdown]
-# The library learns the same merges. Its reference (`BPETokenizer.train` in mode
-# "reference", the `bpe` assignment's answer key) recounts every pair after each merge, as
-# above; the tuned version in `minigpt/fast/bpe.py`, which runs by default, updates the pair
+# The library learns the same merges. Its reference (`learn_merges` in
+# `minigpt/tokenizers/bpe_train.py`, what `BPETokenizer.train` runs in mode "reference", the
+# `bpe` assignment's answer key) recounts every pair after each merge, as above; the tuned
+# version beside it in `minigpt/tokenizers/bpe_train_fast.py`, which runs by default, updates the pair
 # counts incrementally with a heap so that it also runs on megabytes; both are tested to learn
 # the same merges:
 
