@@ -31,7 +31,7 @@ def _cupy_module():
         import cupy  # noqa: F401  (the only CuPy import in minigpt)
     except ImportError as e:
         raise BackendError(
-            "the CuPy backend needs the package 'cupy' (pip install 'minigpt[gpu]' or a "
+            "the CuPy backend needs the package 'cupy' (pip install 'minigpt-gpt1[gpu]' or a "
             f"cupy-cudaXXx wheel matching your CUDA): {e}") from None
     try:
         n = cupy.cuda.runtime.getDeviceCount()

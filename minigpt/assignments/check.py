@@ -33,7 +33,7 @@ def examples(strategy, n: int) -> list:
         from hypothesis import HealthCheck, Phase, given, settings
     except ImportError:
         raise ImportError("grading draws its cases with hypothesis: pip install "
-                          "'minigpt[assignments]' (or hypothesis itself)") from None
+                          "'minigpt-gpt1[assignments]' (or hypothesis itself)") from None
     found = []
 
     @settings(derandomize=True, max_examples=n, database=None, phases=[Phase.generate],
