@@ -43,5 +43,5 @@ setup(
         "distributed": ["mpi4py>=4.1", "mpich>=4.2"],
         "interop": ["transformers>=4.40"],
     },
-    entry_points={"console_scripts": ["minigpt=minigpt.cli:main"]},
+    entry_points={"console_scripts": ["minigpt=minigpt.__main__:run"]},
 )
