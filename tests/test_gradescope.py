@@ -155,7 +155,7 @@ def test_the_distribution_name_is_not_minigpt():
     README names it."""
     setup = (ROOT / "setup.py").read_text()
     assert 'name="minigpt-gpt1"' in setup
-    assert '"minigpt=minigpt.cli:main"' in setup or "minigpt=minigpt.cli" in setup
+    assert '"minigpt=minigpt.__main__:run"' in setup
     readme = (ROOT / "README.md").read_text()
     installs = re.findall(r"pip install [^\n`]*", readme)
     assert installs

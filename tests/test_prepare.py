@@ -356,6 +356,43 @@ def test_prepared_folder_trains_like_the_file(tmp_path, kind):
     assert len({r["loss"] for r in from_file}) > 1
 
 
+def test_eval_of_a_folder_trained_run_reads_the_folders_validation_shards(tmp_path, capsys):
+    """`minigpt eval` on a run trained from a prepared folder evaluates the folder's validation
+    shards (it used to try to read the folder as a text file). One file prepared into one shard
+    per split: the same loss as evaluating the file's validation text. A folder of another
+    vocabulary is a named error."""
+    from minigpt.cli import main
+    from minigpt.training import TrainConfig, pretrain
+
+    path = tmp_path / "text.txt"
+    path.write_text(make_text(np.random.default_rng(4), 2000), encoding="utf-8", newline="")
+    prepare([path], tmp_path / "prep", tokenizer="char", block_bytes=256, progress=False,
+            log=lambda m: None)
+    cfg = TrainConfig(data=str(tmp_path / "prep"), steps=3, batch_size=4, block_size=16,
+                      n_layer=1, n_embd=16, n_head=2, eval_batches=1, ckpt_interval=100,
+                      out=str(tmp_path / "run"))
+    pretrain(cfg, progress=False, log=lambda *a: None)
+
+    def loss_line(*extra):
+        assert main(["eval", "--ckpt", str(tmp_path / "run"), "--max-tokens", "100000",
+                     *extra]) == 0
+        out = capsys.readouterr().out
+        return out, [line for line in out.splitlines() if line.startswith("validation loss")]
+
+    folder_out, folder_loss = loss_line()
+    assert "prepared folder" in folder_out and "n/a" in folder_out
+    file_out, file_loss = loss_line("--data", str(path))
+    assert folder_loss == file_loss and len(folder_loss) == 1
+    n_val = len(open_prepared(tmp_path / "prep").val)
+    assert f"{n_val - 1:,} tokens" in folder_out
+
+    prepare([path], tmp_path / "other", tokenizer="bpe", vocab_size=120, block_bytes=256,
+            progress=False, log=lambda m: None)
+    assert main(["eval", "--ckpt", str(tmp_path / "run"), "--data",
+                 str(tmp_path / "other")]) == 2
+    assert "was prepared with a vocabulary of" in capsys.readouterr().err
+
+
 def _rss_file_kb() -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -1,6 +1,9 @@
 """`minigpt eval`: validation loss, perplexity and bits per character of a checkpoint.
 
     minigpt eval --ckpt runs/tiny [--data my_text.txt] [--max-tokens 65536]
+
+--data is a text file, "shakespeare", or a folder written by `minigpt prepare` (its validation
+shards; they hold tokens, not text, so there is no bits-per-character figure for them).
 """
 from __future__ import annotations
 
@@ -11,10 +14,11 @@ import numpy as np
 
 from ..checks import argparse_type, positive_int
 from ..data import load_corpus
+from ..data.shards import is_prepared_folder, open_prepared
 from ..tokenizers import CharTokenizer
 from ..training import evaluate_full, load_checkpoint
 
-__all__ = ["add_commands", "cmd_eval", "evaluate_text"]
+__all__ = ["add_commands", "cmd_eval", "evaluate_text", "evaluate_prepared", "sum_of_losses"]
 
 
 def add_commands(sub) -> None:
@@ -62,7 +66,17 @@ def evaluate_text(model, tok, text: str, max_tokens: int) -> dict:
     prefix, ids = _text_for_tokens(tok, text, max_tokens + 1)
     if len(ids) < 2:
         raise ValueError(f"the text to evaluate encodes to {len(ids)} token(s); need at least 2")
-    ids = np.asarray(ids, dtype=np.int64)
+    total, n_tokens = sum_of_losses(model, np.asarray(ids, dtype=np.int64))
+    unk = getattr(tok, "unk_id", None)
+    n_chars = max(1, len(prefix) - _first_token_chars(tok, prefix, int(ids[0])))
+    return {"loss": total / n_tokens, "tokens": n_tokens, "characters": n_chars,
+            "unknown": int((np.asarray(ids[1:]) == unk).sum()) if unk is not None else 0,
+            "bits_per_char": total / n_chars / math.log(2)}
+
+
+def sum_of_losses(model, ids: np.ndarray) -> tuple[float, int]:
+    """(summed next-token loss in nats, number of predicted tokens) over `ids`: every token
+    but the first is predicted, in windows of n_ctx (the last one shorter)."""
     block = model.config.n_ctx
     n_full = (len(ids) - 1) // block
     total = 0.0
@@ -71,17 +85,40 @@ def evaluate_text(model, tok, text: str, max_tokens: int) -> dict:
     tail = ids[n_full * block:]
     if len(tail) > 1:  # the last, shorter window
         total += evaluate_full(model, tail, len(tail) - 1) * (len(tail) - 1)
-    n_tokens = len(ids) - 1
-    unk = getattr(tok, "unk_id", None)
-    n_chars = max(1, len(prefix) - _first_token_chars(tok, prefix, int(ids[0])))
-    return {"loss": total / n_tokens, "tokens": n_tokens, "characters": n_chars,
-            "unknown": int((ids[1:] == unk).sum()) if unk is not None else 0,
-            "bits_per_char": total / n_chars / math.log(2)}
+    return total, len(ids) - 1
+
+
+def evaluate_prepared(model, folder, max_tokens: int) -> dict:
+    """Next-token loss over the first `max_tokens` + 1 tokens of a prepared folder's
+    validation shards (each shard on its own: a window never spans two)."""
+    data = open_prepared(folder)
+    if data.vocab_size != model.config.vocab_size:
+        raise ValueError(f"{folder} was prepared with a vocabulary of {data.vocab_size:,} tokens; "
+                         f"this checkpoint's model has {model.config.vocab_size:,}: evaluate it "
+                         "on the folder it was trained on, or on a text file")
+    total, n_tokens, left = 0.0, 0, max_tokens + 1
+    for shard in data.val.shards:
+        ids = np.asarray(shard[:left], dtype=np.int64)
+        if len(ids) >= 2:
+            s, n = sum_of_losses(model, ids)
+            total, n_tokens, left = total + s, n_tokens + n, left - len(ids)
+        if left < 2:
+            break
+    if n_tokens == 0:
+        raise ValueError(f"{folder}: the validation split holds no shard of 2 or more tokens")
+    return {"loss": total / n_tokens, "tokens": n_tokens}
 
 
 def cmd_eval(args) -> int:
     model, tok, state = load_checkpoint(args.ckpt)
     data = args.data or state.get("train_config", {}).get("data", "shakespeare")
+    if is_prepared_folder(data):
+        r = evaluate_prepared(model, data, args.max_tokens)
+        print(f"data: {data} (prepared folder, validation shards, {r['tokens']:,} tokens)")
+        print(f"validation loss: {r['loss']:.4f} nats/token")
+        print(f"perplexity:      {math.exp(r['loss']):.3f}")
+        print("bits per char:   n/a (a prepared folder holds tokens, not the text)")
+        return 0
     corpus = load_corpus(data)
     r = evaluate_text(model, tok, corpus.val, args.max_tokens)
     if r["unknown"]:
