@@ -33,8 +33,13 @@ starting from minigpt's initial weights and training on the same batches with dr
                is ratio(torch_eager/1t) / ratio(torch_eager)
 
 Method: the driver asks each process for one step at a time, round-robin, the order reversed
-every round, so that a change in the machine's load hits every implementation alike; the
-warm-up steps are excluded; per round it takes the ratio minigpt speed / PyTorch speed
+every round, so that a change in the machine's load hits every implementation alike, with a
+quiet gap (--gap, 0.3 s) before each step: a library's idle workers spin for a while after
+its last call (OpenBLAS's, OpenMP's), and without the gap the step after another process's
+took that spinning core. Measured 2026-12-03 (idle, 2 cores): the implementation that ran
+right after the sgemm process in every other round took 210 ms a tiny step instead of 155,
+whichever commit it was, and PyTorch eager took 161 after PyTorch best against 138 after
+minigpt (benchmarks/NOTES.md, issue 26). The warm-up steps are excluded; per round it takes the ratio minigpt speed / PyTorch speed
 (= PyTorch's step time / minigpt's step time; above 1 minigpt is faster) and reports medians.
 Correctness guard: after the timed steps the training loss of the last step and the loss of
 every implementation on a held-out batch must agree to --tol (default 5e-5, i.e. to 4
@@ -262,7 +267,7 @@ def own_cpu_seconds(workers) -> float:
 
 
 def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int, opts_extra: dict,
-                 log, threads: int | None = None) -> dict:
+                 log, threads: int | None = None, gap: float = 0.3) -> dict:
     """One config, every implementation side by side. Besides the load average (which counts
     the benchmark's own processes too), it measures the CPU that *other* processes used while
     it ran: the machine's busy time minus the benchmark's own, in cores (0 on an idle machine)."""
@@ -280,6 +285,7 @@ def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int,
         for r in range(warmup + rounds):
             order = workers if r % 2 == 0 else workers[::-1]
             for w in order:
+                time.sleep(gap)  # let the previous step's spinning workers go to sleep
                 res = w.ask("step")
                 if r >= warmup:
                     times[w.impl].append(res["dt"])
@@ -295,6 +301,7 @@ def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int,
         ids = {}
         for r in range(sample_rounds):
             for w in (models if r % 2 == 0 else models[::-1]):
+                time.sleep(gap)
                 res = w.ask(f"sample {n_sample}")
                 samples[w.impl].append(n_sample / res["dt"])
                 ids[w.impl] = res["ids"]
@@ -308,7 +315,7 @@ def bench_config(name: str, impls, rounds: int, warmup: int, sample_rounds: int,
     sgemm_rates = [2 * n ** 3 / dt for dt in times["sgemm"]]  # FLOP/s, one per round
     out = {"config": name, "batch": B, "tokens_per_step": B * T, "rounds": rounds,
            "warmup": warmup, "load_before": load0, "load_after": loadavg(),
-           "others_cores": max(0.0, others), "impls": {},
+           "others_cores": max(0.0, others), "gap_s": gap, "impls": {},
            "sgemm_gflops_median": statistics.median(sgemm_rates) / 1e9}
     fpt = flops_per_token(model_cfg)
     base = times.get("minigpt")
@@ -374,7 +381,8 @@ def print_table(info: dict, results: list, sgemm: dict, gradcheck_s, file=None):
               f"{1e3 * e['cpu_median_s']:.0f} |")
     p("")
     for res in results:
-        p(f"{res['config']}: {res['rounds']} timed rounds after {res['warmup']} warm-up; load "
+        p(f"{res['config']}: {res['rounds']} timed rounds after {res['warmup']} warm-up, "
+          f"{res.get('gap_s', 0):g} s quiet before each step; load "
           f"average {res['load_before']:.1f} before, {res['load_after']:.1f} after (this benchmark's "
           f"processes included); other processes used {res['others_cores']:.2f} cores; sgemm in the "
           f"rounds {res['sgemm_gflops_median']:.0f} GFLOP/s (median); losses " +
@@ -395,6 +403,9 @@ def main(argv=None) -> int:
     ap.add_argument("--impls", default=",".join(IMPLS))
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default per config)")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--gap", type=float, default=0.3,
+                    help="seconds of quiet before each step (other processes' idle workers "
+                         "stop spinning; 0: none)")
     ap.add_argument("--sample-rounds", type=int, default=3)
     ap.add_argument("--lr", type=float, default=2.5e-4)
     ap.add_argument("--tol", type=float, default=5e-5, help="loss agreement tolerance")
@@ -439,7 +450,7 @@ def run(args, impls, log) -> int:
         t0 = time.perf_counter()
         res = bench_config(name, impls, rounds, args.warmup,
                            args.sample_rounds,
-                           {"lr": args.lr, "weight_decay": 0.01}, log, args.threads)
+                           {"lr": args.lr, "weight_decay": 0.01}, log, args.threads, args.gap)
         log(f"  {name}: {time.perf_counter() - t0:.0f} s")
         results.append(res)
         problems += check_losses(res, args.tol)
