@@ -112,7 +112,7 @@ def test_release_notebooks_strips_the_solutions(tmp_path):
     solutions only the marker lines go."""
     import argparse
     from minigpt.assignments import notebooks as release_nb
-    from minigpt.assignments.cli import add_commands    # what `minigpt assignments` parses
+    from minigpt.cli.assignments import add_commands    # what `minigpt assignments` parses
 
     def main(argv):
         parser = argparse.ArgumentParser(prog="minigpt")

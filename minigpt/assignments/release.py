@@ -159,7 +159,7 @@ def build(assignment: Assignment, with_solutions: bool = False, root: Path = PAC
     for rel, text in tuned_stubs(rels).items():
         files[f"minigpt/{rel}"] = text.encode()
     files["minigpt/assignments/__init__.py"] = _STUB_INIT.encode()
-    files["minigpt/assignments/cli.py"] = _STUB_CLI.encode()
+    files["minigpt/cli/assignments.py"] = _STUB_CLI.encode()
     files["README.md"] = student_readme(assignment, with_solutions).encode()
     if checks:
         meta, arrays = prepare(assignment, public_only=True)

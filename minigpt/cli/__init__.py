@@ -11,7 +11,7 @@ options) and `cmd_<name>(args)` (what it does; returns the exit status).
     explore.py    minigpt explore     a page that shows inside a trained model
     options.py    the options of pretrain, finetune, prepare and demo, generated from their
                   config fields
-    (minigpt/assignments/cli.py: minigpt assignments list | release | grade)
+    assignments.py minigpt assignments list | release | grade | gradescope | release-notebooks
 
 A bad argument is a parse error (exit status 2); a command's error is one line
 `minigpt <command>: error: ...` (exit status 2), never a traceback; Ctrl-C exits with 130.
@@ -21,16 +21,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..assignments.cli import add_commands as add_assignments_commands
 from ..training import CheckpointError, TrainingError
 from ..untrusted import cut
-from . import demo, explore, finetune, prepare, pretrain, sample, trace
+from . import assignments, demo, explore, finetune, prepare, pretrain, sample, trace
 from . import eval as eval_command  # (the module of `minigpt eval`, not Python's eval)
 from .sample import load_for_inference
 
 __all__ = ["build_parser", "main", "load_for_inference"]
 
-COMMANDS = (prepare, pretrain, finetune, sample, eval_command, demo, trace, explore)
+COMMANDS = (prepare, pretrain, finetune, sample, eval_command, demo, trace, explore, assignments)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_commands(sub)
-    add_assignments_commands(sub)  # minigpt assignments list | release | grade
     return parser
 
 

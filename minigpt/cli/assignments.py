@@ -15,7 +15,7 @@ from .. import checks
 
 
 def cmd_list(args) -> int:
-    from . import list_assignments
+    from ..assignments import list_assignments
     for a in list_assignments():
         print(f"{a.name:<11} {a.points:>3} points  {len(a.tasks):>2} tasks  {a.title}")
         for t in a.tasks:
@@ -25,8 +25,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_release(args) -> int:
-    from .release import pack_command, release
-    from .manifest import get
+    from ..assignments.release import pack_command, release
+    from ..assignments.manifest import get
     out = release(args.name, args.out, with_solutions=args.with_solutions, force=args.force)
     a = get(args.name)
     kind = "with solutions" if args.with_solutions else "student version"
@@ -37,8 +37,8 @@ def cmd_release(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    from .checks import CAPSTONE_LONG
-    from .grader import GradingError, Report, grade, grade_all
+    from ..assignments.checks import CAPSTONE_LONG
+    from ..assignments.grader import GradingError, Report, grade, grade_all
     capstone = None
     if args.long:
         if args.name != "capstone":
@@ -69,8 +69,8 @@ def cmd_grade(args) -> int:
 
 
 def cmd_gradescope(args) -> int:
-    from .gradescope import write_autograder
-    from .manifest import get
+    from ..assignments.gradescope import write_autograder
+    from ..assignments.manifest import get
     out = write_autograder(args.name, args.out, force=args.force)
     a = get(args.name)
     print(f"wrote {out}: the Gradescope autograder of {args.name} ({len(a.tasks)} tasks, "
@@ -120,15 +120,15 @@ def add_commands(sub) -> None:
     q.add_argument("--force", action="store_true", help="replace an existing --out file")
     q.set_defaults(func=_guarded(cmd_gradescope))
 
-    from .notebooks import add_command as add_notebooks_command  # release-notebooks
+    from ..assignments.notebooks import add_command as add_notebooks_command  # release-notebooks
     add_notebooks_command(asub, _guarded)
 
 
 def _guarded(fn):
     def run(args) -> int:
-        from .grader import GradingError
-        from .markers import MarkerError
-        from .release import ReleaseError
+        from ..assignments.grader import GradingError
+        from ..assignments.markers import MarkerError
+        from ..assignments.release import ReleaseError
         try:
             return fn(args)
         except (GradingError, ReleaseError, MarkerError, ImportError, ValueError) as e:
