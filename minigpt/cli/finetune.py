@@ -10,7 +10,7 @@ finetune has one option per FinetuneConfig field, generated from it (options.py)
 from __future__ import annotations
 
 from ..checks import argparse_type, positive_int
-from ..distributed import abort_on_error, get_world
+from ..distributed import abort_on_error, check_split, get_world
 from ..training import FinetuneConfig, finetune, predict
 from .options import add_config_options, given
 
@@ -36,6 +36,9 @@ def add_commands(sub) -> None:
 def cmd_finetune(args) -> int:
     cfg = FinetuneConfig(**given(args, FinetuneConfig))
     world = get_world()  # under mpiexec -n N: an error on one rank stops every rank
+    # a batch that does not split is the same error on every rank: a plain error (exit 2 on
+    # each), not MPI_Abort, which can kill the ranks before mpiexec has passed their message on
+    check_split(cfg.batch_size, world.size, cfg.grad_accum)
     with abort_on_error(world, "minigpt finetune"):
         summary = finetune(cfg, force=args.force, progress=not args.no_progress)
     if not world.is_main:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..distributed import abort_on_error, get_world
+from ..distributed import abort_on_error, check_split, get_world
 from ..training import TrainConfig, pretrain
 from .options import add_config_options, given
 
@@ -36,6 +36,10 @@ def cmd_pretrain(args) -> int:
     if args.resume and args.steps is None:
         cfg = dataclasses.replace(cfg, steps=None)  # None: keep the checkpoint's own --steps
     world = get_world()  # under mpiexec -n N: an error on one rank stops every rank
+    # a batch that does not split is the same error on every rank: a plain error (exit 2 on
+    # each), not MPI_Abort, which can kill the ranks before mpiexec has passed their message on
+    if not args.resume:  # (a resumed run's batch is its checkpoint's, checked in pretrain())
+        check_split(cfg.batch_size, world.size, cfg.grad_accum)
     with abort_on_error(world, "minigpt pretrain"):
         summary = pretrain(cfg, resume=args.resume, force=args.force,
                            progress=not args.no_progress)
