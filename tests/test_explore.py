@@ -405,7 +405,13 @@ def test_the_command_writes_the_static_page(run_dir, tmp_path):
     assert out.is_file()
 
 
-def test_served_process_stops_cleanly_on_ctrl_c(run_dir):
+@pytest.mark.parametrize("idle_connection", [False, True], ids=["", "idle-connection"])
+def test_served_process_stops_cleanly_on_ctrl_c(run_dir, idle_connection):
+    """Ctrl-C stops the server (exit 0, "stopped"), also while a connection that never sends a
+    request is open (what a browser's preconnect leaves): its request thread waits for a line
+    forever, so closing the server must not join it (the server's request threads are daemons;
+    with block_on_close and non-daemon threads this test hangs)."""
+    import socket
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "minigpt", "explore", "--ckpt", str(run_dir),
                              "--port", "0", "--no-browser", "--prompt", "the"],
@@ -417,11 +423,19 @@ def test_served_process_stops_cleanly_on_ctrl_c(run_dir):
         url = line.split(" at ")[1].split()[0]
         status, info = request(url, "GET", "/api/info")
         assert status == 200
+        idle = None
+        if idle_connection:
+            host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+            idle = socket.create_connection((host, int(port)), timeout=10)
+            status, info = request(url, "GET", "/api/info")  # accepted by now: its thread waits
+            assert status == 200
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+        if idle_connection and idle is not None:
+            idle.close()
     assert proc.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
 
