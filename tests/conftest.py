@@ -6,8 +6,11 @@
 - `hypothesis` settings profile "minigpt": few examples and no deadline, so property tests
   that run gradient checks keep the whole suite fast on a 2-core machine.
 - `tensor64`, `tensor32`: random Tensors with a given shape from a seeded NumPy generator.
+- `sigint_default`: preexec_fn for a child process a test sends Ctrl-C (SIGINT).
 """
 from __future__ import annotations
+
+import signal
 
 import numpy as np
 import pytest
@@ -48,3 +51,10 @@ def tensor64(rng: np.random.Generator, *shape, requires_grad: bool = True, scale
 def tensor32(rng: np.random.Generator, *shape, requires_grad: bool = True):
     """A float32 Tensor of N(0, 1) values (what training uses)."""
     return Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=requires_grad)
+
+
+def sigint_default() -> None:
+    """preexec_fn for a child that a test sends SIGINT, so it meets SIGINT as from a terminal: a
+    test runner started in the background (`cmd &` in a script, nohup) inherits SIGINT ignored,
+    and so would the child (Python then installs no handler, and the Ctrl-C does nothing)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
+from conftest import sigint_default
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -163,9 +165,7 @@ def test_ctrl_c_during_sample_stops_cleanly(tmp_path):
         [sys.executable, "-u", "-m", "minigpt", "sample", "--ckpt", str(ckpt), "--prompt", "to",
          "--max-new-tokens", "100000000", "--seed", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # as from a terminal: a test runner started in the background (`cmd &` in a script)
-        # inherits SIGINT ignored, and so would the child
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        preexec_fn=sigint_default)  # SIGINT as from a terminal (conftest)
     try:
         got = proc.stdout.read(40)  # the prompt plus tokens: generation is under way
         assert len(got) == 40

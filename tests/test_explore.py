@@ -29,6 +29,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from conftest import sigint_default
+
 import minigpt
 import minigpt.functional as F
 from minigpt import GPT, GPTConfig
@@ -416,7 +418,7 @@ def test_served_process_stops_cleanly_on_ctrl_c(run_dir, idle_connection):
     proc = subprocess.Popen([sys.executable, "-m", "minigpt", "explore", "--ckpt", str(run_dir),
                              "--port", "0", "--no-browser", "--prompt", "the"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=REPO)
+                            cwd=REPO, preexec_fn=sigint_default)
     try:
         line = proc.stdout.readline()
         assert "serving" in line and "(Ctrl-C stops)" in line, line + proc.stderr.read()

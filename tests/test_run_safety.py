@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import sigint_default
+
 import minigpt.runfolder.swap as swap_mod
 import minigpt.training.checkpoint as ckpt_mod
 from minigpt import GPT, GPTConfig
@@ -257,7 +259,8 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, corpus):
     first = subprocess.Popen([sys.executable, "-m", "minigpt", "pretrain", "--data", str(corpus),
                               "--steps", "100000", "--ckpt-interval", "5", *TINY_ARGS,
                               "--out", str(out)], cwd=ROOT, env=CHILD_ENV, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=sigint_default)
     try:
         deadline = time.time() + 120
         while not (out / "ckpt").is_dir():
@@ -945,7 +948,7 @@ def test_ctrl_c_while_starting_is_not_a_traceback(tmp_path, corpus):
                               "--tokenizer", "bpe", "--bpe-vocab-size", "200", "--steps", "3",
                               "--ckpt-interval", "100", *TINY_ARGS, "--out", str(out)],
                              cwd=ROOT, env=CHILD_ENV, text=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+                             stderr=subprocess.PIPE, preexec_fn=sigint_default)
         assert p.stderr.readline().strip() == "imported"
         time.sleep(rng.uniform(0.0, 1.0))
         p.send_signal(signal.SIGINT)
@@ -957,6 +960,22 @@ def test_ctrl_c_while_starting_is_not_a_traceback(tmp_path, corpus):
             load_checkpoint(out)
         if p.returncode == 130 and not (out / "metrics.jsonl").exists():
             assert not out.exists(), sorted(out.iterdir())
+
+
+def test_ctrl_c_before_the_first_step_exits_130_and_leaves_no_folder(tmp_path, corpus,
+                                                                    monkeypatch, capsys):
+    """A Ctrl-C that the loop sees before its first step (the start took long: a big
+    tokenizer) used to end in a traceback: the summary formatted a loss that no step had
+    produced. A new run that trained nothing saves nothing and leaves no folder (exit 130)."""
+    import minigpt.training.run as run_mod
+    from minigpt.cli import main
+    monkeypatch.setattr(run_mod.Run, "stop_requested", property(lambda self: True))
+    out = tmp_path / "run"
+    assert main(["pretrain", "--data", str(corpus), *TINY_ARGS, "--steps", "3",
+                 "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert "interrupted" in captured.err and "Traceback" not in captured.err
+    assert not out.exists()
 
 
 LAUNCHERS = {
@@ -989,7 +1008,7 @@ def test_ctrl_c_while_the_command_loads_is_not_a_traceback(tmp_path, corpus, lau
         p = subprocess.Popen([sys.executable, "-c", code, "pretrain", "--data", str(corpus),
                               "--steps", "2", *TINY_ARGS, "--out", str(tmp_path / f"run{k}")],
                              cwd=ROOT, env=CHILD_ENV, text=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+                             stderr=subprocess.PIPE, preexec_fn=sigint_default)
         assert p.stderr.readline().strip() == "package imported"
         time.sleep(rng.uniform(0.0, 0.3))
         p.send_signal(signal.SIGINT)

@@ -205,6 +205,8 @@ def pretrain(cfg: TrainConfig, resume: bool = False, force: bool = False, progre
         clock = time.perf_counter()                  # tokens/s: training time only
         for step in range(start + 1, cfg.steps + 1):  # step: the number of this update
             if world.any(run.stop_requested):        # Ctrl-C (on any rank): stop between steps
+                if step == 1:                        # a new run that trained nothing: no
+                    raise KeyboardInterrupt          # checkpoint, no folder (like a failed start)
                 status = "interrupted"
                 break
             # the global batch, the same on every rank (same data_rng); this rank's rows of it
