@@ -28,12 +28,10 @@ needed; the output depends on the notebooks only, and releasing twice gives iden
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from .markers import find_regions, not_implemented_line, render
-from .release import ReleaseError, write_tree
+from .release import ReleaseError, check_release_target, write_release
 
 # the tutorials of a source checkout (pip install -e .): <repo>/tutorials beside <repo>/minigpt
 TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
@@ -131,29 +129,9 @@ def release_notebooks(out, tutorials=None, with_solutions: bool = False,
     """Write the released notebooks into `out` (new or empty; an earlier release of notebooks
     only with force=True). Returns (out, {notebook: number of exercises})."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not force:
-            raise ReleaseError(f"{out} exists and is not empty; choose a new directory "
-                               "(or --force to replace an earlier release of the notebooks)")
-        if not (out / STAMP).is_file():
-            raise ReleaseError(f"{out} is not a release of the notebooks; --force only replaces "
-                               "those (nothing else is ever deleted)")
+    check_release_target(out, force, STAMP, "release of the notebooks")
     files, counts = build(Path(tutorials) if tutorials else TUTORIALS, with_solutions)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        write_tree(files, tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_release(files, out)
     return out, counts
 
 

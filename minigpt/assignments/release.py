@@ -177,14 +177,27 @@ def release(name: str, out, with_solutions: bool = False, force: bool = False) -
     an existing non-empty directory only with force=True, and only if it is a released tree)."""
     assignment = get(name)
     out = Path(out)
+    check_release_target(out, force, STAMP, "released assignment tree")
+    write_release(build(assignment, with_solutions, checks=True), out)
+    return out
+
+
+def check_release_target(out: Path, force: bool, stamp: str, what: str) -> None:
+    """`out` must be new or empty; with force, also an earlier release (it holds `stamp`),
+    never anything else. `what` names a release in the messages."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not force:
             raise ReleaseError(f"{out} exists and is not empty; choose a new directory "
-                               "(or --force to replace an earlier release)")
-        if not (out / STAMP).is_file():
-            raise ReleaseError(f"{out} is not a released assignment tree; --force only replaces "
-                               "those (nothing else is ever deleted)")
-    files = build(assignment, with_solutions, checks=True)
+                               f"(or --force to replace an earlier {what})")
+        if not (out / stamp).is_file():
+            raise ReleaseError(f"{out} is not a {what}; --force only replaces those (nothing "
+                               "else is ever deleted)")
+
+
+def write_release(files: dict, out: Path) -> None:
+    """Write `files` ({relative path: bytes}) as the folder `out`: into a new folder beside it,
+    then swapped in by two renames, so `out` is never half-written (an earlier release is
+    removed only once the new one is complete)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -200,7 +213,6 @@ def release(name: str, out, with_solutions: bool = False, force: bool = False) -
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 
 def write_tree(files: dict, root: Path) -> None:
@@ -249,4 +261,5 @@ def student_readme(a: Assignment, with_solutions: bool) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["release", "build", "ReleaseError", "MarkerError", "pack_command", "STAMP"]
+__all__ = ["release", "build", "ReleaseError", "MarkerError", "pack_command", "STAMP",
+           "check_release_target", "write_release", "write_tree"]
