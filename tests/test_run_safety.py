@@ -962,17 +962,31 @@ def test_ctrl_c_while_starting_is_not_a_traceback(tmp_path, corpus):
             assert not out.exists(), sorted(out.iterdir())
 
 
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
 def test_ctrl_c_before_the_first_step_exits_130_and_leaves_no_folder(tmp_path, corpus,
-                                                                    monkeypatch, capsys):
+                                                                    monkeypatch, capsys,
+                                                                    command):
     """A Ctrl-C that the loop sees before its first step (the start took long: a big
-    tokenizer) used to end in a traceback: the summary formatted a loss that no step had
-    produced. A new run that trained nothing saves nothing and leaves no folder (exit 130)."""
+    tokenizer) used to end pretrain in a traceback (the summary formatted a loss that no step
+    had produced) and finetune with a checkpoint of weights it had not trained. A new run that
+    trained nothing saves nothing and leaves no folder (exit 130)."""
     import minigpt.training.run as run_mod
     from minigpt.cli import main
-    monkeypatch.setattr(run_mod.Run, "stop_requested", property(lambda self: True))
     out = tmp_path / "run"
-    assert main(["pretrain", "--data", str(corpus), *TINY_ARGS, "--steps", "3",
-                 "--out", str(out)]) == 130
+    if command == "pretrain":
+        args = ["pretrain", "--data", str(corpus), *TINY_ARGS, "--steps", "3"]
+    else:
+        tok = BPETokenizer.train(corpus.read_text(), vocab_size=60)
+        base = tmp_path / "base"
+        save_checkpoint(base / "ckpt", GPT(GPTConfig(vocab_size=tok.vocab_size, n_ctx=16,
+                                                     n_layer=1, n_embd=8, n_head=2)),
+                        tok, None, {"step": 0})
+        data = tmp_path / "d.tsv"
+        data.write_text("".join(f"to be {w}\t{w}\n" for w in ["yes", "no"] * 10))
+        args = ["finetune", "--task", "classify", "--data", str(data), "--init", str(base),
+                "--no-progress"]
+    monkeypatch.setattr(run_mod.Run, "stop_requested", property(lambda self: True))
+    assert main([*args, "--out", str(out)]) == 130
     captured = capsys.readouterr()
     assert "interrupted" in captured.err and "Traceback" not in captured.err
     assert not out.exists()

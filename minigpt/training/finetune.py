@@ -320,6 +320,8 @@ def finetune(cfg: FinetuneConfig, force: bool = False, progress: bool = True, lo
         status, steps_done, last = "completed", 0, {}
         for step in range(1, total + 1):            # step: the number of this update
             if world.any(run.stop_requested):        # Ctrl-C (any rank): stop between updates
+                if step == 1:                        # nothing trained: no checkpoint, no
+                    raise KeyboardInterrupt          # folder (like a failed start)
                 status = "interrupted"
                 break
             epoch, i = divmod(step - 1, steps_per_epoch)
